@@ -1,0 +1,48 @@
+"""facerec: offline face recognition on a laptop CPU.
+
+Detect faces (MTCNN or OpenCV), align them, embed them with a frozen
+pretrained base plus a small trained head, and match them against the
+enrolled people of a gallery folder, saying ``unknown`` for strangers::
+
+    import facerec
+    rec = facerec.FaceRecognizer(facerec.Settings(gallery="enroll_data"))
+    for face, match in rec.identify(facerec.load_image("photo.jpg")):
+        print(face.box, match.name, match.score)
+
+Importing this package loads no model; models load on first use.
+"""
+
+from facerec.align import align_face, crop_box, face_crop, similarity_transform
+from facerec.classify import CosineMatcher, calibrate_threshold
+from facerec.detect import Detector, MTCNNDetector, OpenCVDetector, make_detector
+from facerec.embed import BACKBONES, Backbone, Embedder, build_base, build_head, l2_normalize, load_embedder
+from facerec.errors import (
+    ConfigError,
+    EmptyGalleryError,
+    FaceRecError,
+    ImageError,
+    InvalidNameError,
+    ManyFacesError,
+    ModelUnavailableError,
+    NoFaceError,
+    PersonExistsError,
+    PersonNotFoundError,
+)
+from facerec.gallery import Gallery, Person, PhotoRecord, validate_name
+from facerec.images import decode_image, load_image
+from facerec.pipeline import FaceRecognizer, pick_face
+from facerec.settings import Settings
+from facerec.tagging import PhotoResult, find_photos, identify_files
+from facerec.types import UNKNOWN, Face, Match
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BACKBONES", "Backbone", "ConfigError", "CosineMatcher", "Detector", "Embedder", "EmptyGalleryError", "Face",
+    "FaceRecError", "FaceRecognizer", "Gallery", "ImageError", "InvalidNameError", "MTCNNDetector", "ManyFacesError",
+    "Match", "ModelUnavailableError", "NoFaceError", "OpenCVDetector", "Person", "PersonExistsError",
+    "PersonNotFoundError", "PhotoRecord", "PhotoResult", "Settings", "UNKNOWN", "align_face", "build_base",
+    "build_head", "calibrate_threshold", "crop_box", "decode_image", "face_crop", "find_photos", "identify_files",
+    "l2_normalize", "load_embedder", "load_image", "make_detector", "pick_face", "similarity_transform",
+    "validate_name",
+]

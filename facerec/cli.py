@@ -1,0 +1,301 @@
+"""The ``facerec`` command line.
+
+stdout carries results only (one line per face, or JSON), so it pipes well;
+progress bars, warnings and errors go to stderr. Every :class:`FaceRecError`
+becomes one ``facerec: error: ...`` line and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from facerec.errors import FaceRecError, ImageError, ManyFacesError, NoFaceError
+
+EPILOG_IDENTIFY = """output: one line per face, `path,name,score` (name is `unknown` for
+strangers, score in [0, 1]); photos with no face get a note on stderr.
+With --json: [{"path": ..., "faces": [{"box": [x, y, w, h], "name": ..., "score": ...}]}]
+with boxes in the original photo's pixels. Exit code 1 if any photo failed."""
+
+
+def _progress(desc: str, quiet: bool):
+    from tqdm import tqdm
+
+    def wrap(items: Iterable):
+        items = list(items)
+        return tqdm(items, desc=desc, unit="photo", file=sys.stderr, disable=quiet or None, leave=False)
+
+    return wrap
+
+
+def _warn(msg: str) -> None:
+    print(f"facerec: {msg}", file=sys.stderr)
+
+
+def _settings(args: argparse.Namespace):
+    from facerec.settings import Settings
+
+    return Settings.from_env(
+        gallery=getattr(args, "gallery", None), backbone=getattr(args, "backbone", None),
+        detector=getattr(args, "detector", None), threshold=getattr(args, "threshold", None),
+        min_face_size=getattr(args, "min_face_size", None),
+        detection_confidence=getattr(args, "detection_confidence", None),
+        head=getattr(args, "head", None), flip=True if getattr(args, "flip", False) else None,
+    )
+
+
+def _recognizer(args: argparse.Namespace):
+    from facerec.pipeline import FaceRecognizer
+
+    return FaceRecognizer(_settings(args))
+
+
+# -- commands ------------------------------------------------------------------------
+
+
+def _enroll_items(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    if args.name:
+        if not args.paths:
+            raise FaceRecError("give the photos of --name NAME")
+        return [(args.name, Path(p)) for p in args.paths]
+    if len(args.paths) != 1:
+        raise FaceRecError("give one PEOPLE_DIR (PEOPLE_DIR/<person>/<photos>), or --name NAME PHOTO...")
+    from facerec.images import is_image_path
+
+    root = Path(args.paths[0])
+    if not root.is_dir():
+        raise FaceRecError(f"{root}: not a folder; to enrol single photos use --name NAME PHOTO...")
+    items = []
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            items += [(entry.name, f) for f in sorted(entry.iterdir()) if f.is_file() and is_image_path(f)]
+        elif is_image_path(entry):
+            items.append((entry.stem, entry))
+    if not items:
+        raise FaceRecError(f"{root}: no photos found (expected {root}/<person>/<photos> or {root}/<person>.jpg)")
+    return items
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    from facerec.gallery import validate_name
+    from facerec.images import read_bytes
+
+    items = _enroll_items(args)
+    for name in {n for n, _ in items}:
+        validate_name(name)  # refuse a bad name before touching anything
+    rec = _recognizer(args)
+    added = skipped = dup = 0
+    for name, path in _progress("enrolling", args.quiet)(items):
+        try:
+            result = rec.enroll(name, read_bytes(path), source=str(path), largest=args.largest)
+        except (ImageError, NoFaceError, ManyFacesError) as exc:
+            _warn(f"skipped {exc}")
+            skipped += 1
+            continue
+        dup += result.duplicate
+        added += not result.duplicate
+    people = len({n for n, _ in items})
+    _warn(f"enrolled {added} photo(s) of {people} person(s) in {rec.gallery.root}"
+          + (f"; {dup} already enrolled" if dup else "") + (f"; {skipped} skipped" if skipped else ""))
+    return 0 if added + dup > 0 else 1
+
+
+def cmd_identify(args: argparse.Namespace) -> int:
+    from facerec.tagging import find_photos, identify_files
+
+    rec = _recognizer(args)
+    paths = list(find_photos([Path(p) for p in args.paths], recursive=args.recursive))
+    if not paths:
+        raise FaceRecError("no photos given")
+    failed = 0
+    records = []
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    for res in identify_files(rec, _progress("identifying", args.quiet)(paths)):
+        if res.error:
+            failed += 1
+            _warn(res.error)
+        elif not res.faces:
+            _warn(f"{res.path}: no face found")
+        if args.json:
+            records.append(res.to_json())
+        else:
+            for _, m in res.faces:
+                writer.writerow([str(res.path), m.name, f"{m.score:.3f}"])
+            sys.stdout.flush()
+    if args.json:
+        json.dump(records, sys.stdout, indent=1, ensure_ascii=False)
+        sys.stdout.write("\n")
+    return 1 if failed else 0
+
+
+def cmd_people(args: argparse.Namespace) -> int:
+    from facerec.gallery import Gallery
+
+    gallery = Gallery(_settings(args).gallery)
+    if args.action == "list":
+        for p in gallery.people():
+            print(f"{p.name},{p.photos}")
+    elif args.action == "remove":
+        n = gallery.remove_person(args.names[0])
+        _warn(f"removed {args.names[0]} ({n} photo(s) and their vectors)")
+    elif args.action == "rename":
+        gallery.rename_person(args.names[0], args.names[1])
+        _warn(f"renamed {args.names[0]} to {args.names[1]}")
+    return 0
+
+
+def cmd_train_head(args: argparse.Namespace) -> int:
+    from facerec.detect import make_detector
+    from facerec.embed import build_base, get_backbone
+    from facerec.train import base_features, detect_dataset, labelled_photos, train_head
+
+    settings = _settings(args)
+    backbone = get_backbone(settings.backbone)
+    photos = labelled_photos(Path(args.data_dir), split=args.split)
+    paths = [p for p, _ in photos]
+    labels = [n for _, n in photos]
+    _warn(f"{len(paths)} photos of {len(set(labels))} people; backbone {backbone.name}")
+    faces = detect_dataset(paths, make_detector(settings), settings.cache_dir, _progress("detecting", args.quiet))
+    valid = [f is not None for f in faces]
+    base = build_base(backbone, settings)
+    feats = base_features(paths, faces, backbone, base, args.views, settings.cache_dir, settings.batch_size,
+                          progress=_progress("base features", args.quiet))
+    out = Path(args.out) if args.out else settings.cache_dir / "heads" / backbone.name
+    import numpy as np
+
+    report = train_head(feats, labels, np.array(valid), backbone, out, epochs=args.epochs, dim=args.dim,
+                        trained_on=f"{Path(args.data_dir).name} (split {args.split})",
+                        command="facerec " + shlex.join(sys.argv[1:]), verbose=0 if args.quiet else 2)
+    b, h = report.base_only, report.with_head
+    _warn(f"held-out people, k=3: base alone rank-1 {b['rank1']:.1%}, with head {h['rank1']:.1%}; "
+          f"threshold {report.threshold:.3f} names {h['strangers_named']:.1%} of strangers, "
+          f"{h['named_right']:.1%} of enrolled probes")
+    print(f"{out}.weights.h5")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from facerec.evaluate import format_table
+    from facerec.evaluate import run_eval
+
+    backbones = args.backbones or [None]
+    results = []
+    for b in backbones:
+        args.backbone = b
+        settings = _settings(args)
+        for use_head in ([True, False] if args.compare_heads else [True]):
+            name, r = run_eval(settings, Path(args.data_dir), k=args.k, pairs=args.pairs, split=args.split,
+                               use_head=use_head, progress=lambda d: _progress(d, args.quiet))
+            results.append((name, r))
+    print(format_table(results), file=sys.stderr)
+    text = json.dumps({n: r for n, r in results}, indent=2)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    print(text)
+    return 0
+
+
+# -- parser --------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from facerec.embed import BACKBONES
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--gallery", metavar="DIR", help="enrolled people folder (default: $FACEREC_GALLERY or ./enroll_data)")
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    model = argparse.ArgumentParser(add_help=False)
+    model.add_argument("--backbone", choices=list(BACKBONES),
+                       help="base network (default: face-resnet): " + "; ".join(f"{k}: {v.description}" for k, v in BACKBONES.items()))
+    model.add_argument("--detector", choices=["mtcnn", "opencv"], help="face detector (default mtcnn; opencv = Haar, faster, no landmarks)")
+    model.add_argument("--min-face-size", type=int, metavar="PX", help="ignore faces smaller than this (pixels, default 20)")
+    model.add_argument("--detection-confidence", type=float, metavar="P", help="minimum detector score, 0-1 (default 0.9)")
+    model.add_argument("--head", metavar="STEM", help="use a head trained with train-head (STEM.weights.h5 + STEM.json)")
+    model.add_argument("--flip", action="store_true", help="average each face's vector with its mirror image's")
+    thresh = argparse.ArgumentParser(add_help=False)
+    thresh.add_argument("--threshold", type=float, metavar="T",
+                        help="recognition threshold on the match score, 0-1; below it a face is `unknown` (default: calibrated per backbone)")
+
+    p = argparse.ArgumentParser(prog="facerec", description="Offline face recognition: enrol people, then name them in photos.",
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="Run `facerec COMMAND --help` for each command. Environment: FACEREC_GALLERY, "
+                                       "FACEREC_BACKBONE, FACEREC_THRESHOLD, FACEREC_WEIGHTS_<BACKBONE>, FACEREC_CACHE_DIR.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    e = sub.add_parser("enroll", parents=[common, model], help="enrol people from photos",
+                       description="Enrol people. PEOPLE_DIR/<person>/<photos> (and PEOPLE_DIR/<person>.jpg), "
+                                   "or --name NAME PHOTO... A photo with no face, or with several, is skipped with a reason.")
+    e.add_argument("paths", nargs="+", metavar="PEOPLE_DIR | PHOTO")
+    e.add_argument("--name", help="enrol the given photos as this person")
+    e.add_argument("--largest", action="store_true", help="with several faces in a photo, enrol the largest")
+    e.set_defaults(func=cmd_enroll)
+
+    i = sub.add_parser("identify", parents=[common, model, thresh], help="name the faces in photos",
+                       description="Name every face in the photos (folders are searched).", epilog=EPILOG_IDENTIFY,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    i.add_argument("paths", nargs="+", metavar="PHOTO")
+    i.add_argument("--json", action="store_true", help="print JSON instead of CSV lines")
+    i.add_argument("--no-recursive", dest="recursive", action="store_false", help="do not search sub-folders")
+    i.set_defaults(func=cmd_identify)
+
+    pe = sub.add_parser("people", parents=[common], help="list, remove or rename enrolled people",
+                        description="people list (prints `name,photos`) | people remove NAME | people rename OLD NEW")
+    pe.add_argument("action", choices=["list", "remove", "rename"])
+    pe.add_argument("names", nargs="*", metavar="NAME")
+    pe.set_defaults(func=cmd_people)
+
+    t = sub.add_parser("train-head", parents=[common, model], help="train a head on a frozen base",
+                       description="Train the head on DATA_DIR/<person>/<photos> with the base frozen. Features are "
+                                   "cached; a quarter of the people are held out to measure it and calibrate the threshold.")
+    t.add_argument("data_dir", metavar="DATA_DIR")
+    t.add_argument("--epochs", type=int, default=40)
+    t.add_argument("--dim", type=int, default=128, help="identity vector length")
+    t.add_argument("--views", type=int, default=3, help="augmented views per photo (>= 1)")
+    t.add_argument("--split", choices=["all", "train", "test"], default="all",
+                   help="use only this deterministic half of the people (see README)")
+    t.add_argument("--out", metavar="STEM", help="write STEM.weights.h5 + STEM.json (default: cache dir)")
+    t.set_defaults(func=cmd_train_head)
+
+    ev = sub.add_parser("eval", parents=[common, model, thresh], help="open-set identification benchmark",
+                        description="For each person with more than K photos enrol K and probe with the rest; people with "
+                                    "K or fewer are strangers who must come back unknown. Prints a table (stderr) and JSON (stdout).")
+    ev.add_argument("data_dir", metavar="DATA_DIR")
+    ev.add_argument("-k", type=int, default=3, help="photos enrolled per person (default 3)")
+    ev.add_argument("--pairs", metavar="FILE", help="also LFW-format pairs verification (10-fold)")
+    ev.add_argument("--backbones", nargs="+", choices=list(BACKBONES), help="compare several bases")
+    ev.add_argument("--compare-heads", action="store_true", help="also measure each base without its head")
+    ev.add_argument("--split", choices=["all", "train", "test"], default="all", help="only this half of the people")
+    ev.add_argument("--json", metavar="FILE", help="also write the JSON here")
+    ev.set_defaults(func=cmd_eval)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``facerec`` console script."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "people":
+        want = {"list": 0, "remove": 1, "rename": 2}[args.action]
+        if len(args.names) != want:
+            parser.error(f"people {args.action} takes {want} name(s)")
+    try:
+        return args.func(args)
+    except FaceRecError as exc:
+        print(f"facerec: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("facerec: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

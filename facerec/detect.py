@@ -1,0 +1,164 @@
+"""Face detection behind one :class:`Detector` protocol (MTCNN, OpenCV Haar).
+
+Third-party result shapes (MTCNN's dicts, OpenCV's rectangles) are turned into
+:class:`facerec.types.Face` inside one private helper per backend.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Protocol, runtime_checkable
+
+import cv2
+import numpy as np
+
+from facerec.errors import ModelUnavailableError
+from facerec.settings import Settings
+from facerec.types import Face
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """Finds every face in an RGB uint8 ``(H, W, 3)`` photo."""
+
+    name: str
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """Faces with boxes (and landmarks where the backend has them) in photo pixels,
+        most confident first; ``crop`` and ``vector`` are left ``None``."""
+        ...
+
+
+def downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """Shrink ``image`` so its longer side is at most ``max_side``.
+
+    Returns:
+        The (possibly) smaller image and the factor ``s`` with small = original * s.
+    """
+    h, w = image.shape[:2]
+    s = min(1.0, max_side / float(max(h, w)))
+    if s >= 1.0:
+        return image, 1.0
+    small = cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    return small, s
+
+
+def _rescale(face: Face, s: float) -> Face:
+    """Map a face found on an image scaled by ``s`` back to original pixels."""
+    if s == 1.0:
+        return face
+    x, y, w, h = face.box
+    lm = None if face.landmarks is None else (face.landmarks / s).astype(np.float32)
+    return face.replace(box=(x / s, y / s, w / s, h / s), landmarks=lm)
+
+
+class _ScalingDetector:
+    """Shared behaviour: downscale big photos, map boxes back, filter by size and score."""
+
+    name = "base"
+    uses_confidence = True
+
+    def __init__(self, settings: Settings) -> None:
+        self.min_face_size = settings.min_face_size
+        self.confidence = settings.detection_confidence
+        self.max_side = settings.max_detect_side
+        self._lock = threading.Lock()
+
+    def _detect_small(self, image: np.ndarray, min_size: int) -> list[Face]:
+        raise NotImplementedError
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected an RGB uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
+        small, s = downscale(image, self.max_side)
+        min_small = max(12, int(self.min_face_size * s))
+        with self._lock:  # the backends are not thread-safe
+            found = self._detect_small(small, min_small)
+        faces = [_rescale(f, s) for f in found]
+        faces = [
+            f for f in faces
+            if min(f.box[2], f.box[3]) >= self.min_face_size
+            and (not self.uses_confidence or f.score >= self.confidence)
+        ]
+        return sorted(faces, key=lambda f: -f.score)
+
+
+_MTCNN_KEYS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+
+
+def _faces_from_mtcnn(results: list[dict]) -> list[Face]:
+    faces = []
+    for r in results:
+        x, y, w, h = (float(v) for v in r["box"])
+        if w <= 1 or h <= 1:
+            continue
+        kp = r.get("keypoints") or {}
+        lm = np.array([kp[k] for k in _MTCNN_KEYS], dtype=np.float32) if all(k in kp for k in _MTCNN_KEYS) else None
+        if lm is not None and lm[0, 0] > lm[1, 0]:  # keep image-left eye first
+            lm = lm[[1, 0, 2, 4, 3]]
+        faces.append(Face(box=(x, y, w, h), score=float(r["confidence"]), landmarks=lm))
+    return faces
+
+
+class MTCNNDetector(_ScalingDetector):
+    """MTCNN (the ``mtcnn`` package; weights ship in its wheel): boxes, 5 landmarks, score."""
+
+    name = "mtcnn"
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        try:
+            from mtcnn import MTCNN
+        except ImportError as exc:  # pragma: no cover - dependency
+            raise ModelUnavailableError(f"MTCNN detector unavailable: {exc}; pip install mtcnn") from exc
+        self._mtcnn = MTCNN(device="CPU:0")
+
+    def _detect_small(self, image: np.ndarray, min_size: int) -> list[Face]:
+        if min(image.shape[:2]) < 12:
+            return []
+        results = self._mtcnn.detect_faces(image, min_face_size=min_size)
+        return _faces_from_mtcnn(results)
+
+
+def _faces_from_haar(rects: np.ndarray, weights: np.ndarray) -> list[Face]:
+    faces = []
+    for (x, y, w, h), wt in zip(np.asarray(rects).reshape(-1, 4), np.asarray(weights).reshape(-1)):
+        score = float(1.0 - np.exp(-max(float(wt), 0.0)))  # stage weight squashed into [0, 1)
+        faces.append(Face(box=(float(x), float(y), float(w), float(h)), score=score))
+    return faces
+
+
+class OpenCVDetector(_ScalingDetector):
+    """OpenCV's frontal-face Haar cascade: fast, boxes only, no landmarks.
+
+    Its score is a squashed cascade stage weight, so the detection-confidence
+    setting does not apply; ``minNeighbors`` is its own filter.
+    """
+
+    name = "opencv"
+    uses_confidence = False
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        root = getattr(getattr(cv2, "data", None), "haarcascades", None)
+        if not root:
+            raise ModelUnavailableError(
+                "OpenCV Haar cascades not found (opencv-python 5.x ships none); install opencv-python-headless<5"
+            )
+        self._cascade = cv2.CascadeClassifier(str(root) + "haarcascade_frontalface_default.xml")
+        if self._cascade.empty():
+            raise ModelUnavailableError(f"cannot load Haar cascade from {root}")
+
+    def _detect_small(self, image: np.ndarray, min_size: int) -> list[Face]:
+        grey = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
+        rects, _, weights = self._cascade.detectMultiScale3(
+            grey, scaleFactor=1.1, minNeighbors=5, minSize=(min_size, min_size), outputRejectLevels=True
+        )
+        if len(rects) == 0:
+            return []
+        return _faces_from_haar(rects, weights)
+
+
+def make_detector(settings: Settings) -> Detector:
+    """The detector the settings name (``mtcnn`` or ``opencv``)."""
+    return {"mtcnn": MTCNNDetector, "opencv": OpenCVDetector}[settings.detector](settings)

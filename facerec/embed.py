@@ -1,0 +1,397 @@
+"""Identity vectors: a frozen pretrained base network plus a small trained head.
+
+The registry :data:`BACKBONES` names each base, its input size, the layer the
+head reads from, and its preprocessing. The head (``Dense`` projection +
+``BatchNormalization`` + L2 normalisation) is trained with ``facerec
+train-head`` on cached base features; trained heads ship in ``facerec/heads``.
+
+Keras is imported lazily so that ``import facerec`` loads no model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from facerec.errors import ConfigError, ModelUnavailableError
+from facerec.settings import Settings
+
+HEADS_DIR = Path(str(resources.files("facerec") / "heads"))
+
+
+def _caffe_preprocess(x: np.ndarray) -> np.ndarray:
+    """RGB 0..255 -> BGR minus the ImageNet means (Keras ResNet50/VGG16 'caffe' mode)."""
+    x = x[..., ::-1].astype(np.float32)
+    return x - np.array([103.939, 116.779, 123.68], dtype=np.float32)
+
+
+def _face_resnet_preprocess(x: np.ndarray) -> np.ndarray:
+    """RGB 0..255 minus dlib's mean colour, divided by 255 (as face-api does)."""
+    return (x.astype(np.float32) - np.array([122.782, 117.001, 104.298], dtype=np.float32)) / 255.0
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """One base network in the registry.
+
+    Attributes:
+        name: registry key.
+        input_size: square input side in pixels.
+        feature_layer: layer whose output is average-pooled into features
+            (``None``: the network's own output is the feature vector).
+        zoom: alignment zoom for :func:`facerec.align.face_crop` (< 1: more context).
+        preprocess: maps float RGB 0..255 batches to network input.
+        threshold: default recognition threshold with this base's shipped head.
+        description: one line for ``--help`` and the app.
+    """
+
+    name: str
+    input_size: int
+    feature_layer: str | None
+    zoom: float
+    preprocess: Callable[[np.ndarray], np.ndarray]
+    threshold: float
+    description: str
+
+
+BACKBONES: dict[str, Backbone] = {
+    "face-resnet": Backbone(
+        "face-resnet", 150, None, 1.0, _face_resnet_preprocess, 0.62,
+        "ResNet-29 face network (dlib's, via npm @vladmandic/face-api), 128-d; most accurate",
+    ),
+    "resnet50": Backbone(
+        "resnet50", 224, "conv4_block6_out", 0.8, _caffe_preprocess, 0.55,
+        "ResNet50 ImageNet (Keras), conv4 features + trained head",
+    ),
+    "vgg16": Backbone(
+        "vgg16", 224, "block5_conv3", 0.8, _caffe_preprocess, 0.55,
+        "VGG16 ImageNet (Keras), block5 features; weights from Keras's download or a local file",
+    ),
+}
+
+
+def get_backbone(name: str) -> Backbone:
+    """The registry entry for ``name``."""
+    try:
+        return BACKBONES[name]
+    except KeyError:
+        raise ConfigError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}") from None
+
+
+# --- base networks -------------------------------------------------------------------
+
+
+def _face_resnet_layers():
+    """Custom layers of the face ResNet (built lazily to keep keras out of import)."""
+    import keras
+    from keras import ops
+
+    class ChannelScale(keras.layers.Layer):
+        """Per-channel ``x * weights + biases`` (dlib's affine layer)."""
+
+        def build(self, input_shape):
+            c = input_shape[-1]
+            self.w = self.add_weight(shape=(c,), initializer="ones", name="weights")
+            self.b = self.add_weight(shape=(c,), initializer="zeros", name="biases")
+
+        def call(self, x):
+            return x * self.w + self.b
+
+    class DownAdd(keras.layers.Layer):
+        """Residual sum for a down-sampling block: 2x2-average-pooled shortcut,
+        zero-padded to the main path's channels, main path zero-padded at the
+        bottom/right when it came out one pixel smaller."""
+
+        def call(self, main, shortcut):
+            pooled = ops.average_pool(shortcut, 2, 2, padding="valid")
+            dh = pooled.shape[1] - main.shape[1]
+            dw = pooled.shape[2] - main.shape[2]
+            if dh or dw:
+                main = ops.pad(main, [[0, 0], [0, dh], [0, dw], [0, 0]])
+            dc = main.shape[3] - pooled.shape[3]
+            if dc:
+                pooled = ops.pad(pooled, [[0, 0], [0, 0], [0, 0], [0, dc]])
+            return ops.relu(main + pooled)
+
+    return ChannelScale, DownAdd
+
+
+def build_face_resnet(input_size: int = 150):
+    """The face ResNet as a Keras model (random weights), ``(N, S, S, 3) -> (N, 128)``.
+
+    Layer names follow :func:`facerec.weights._face_resnet_rename`.
+    """
+    import keras
+    from keras import layers
+
+    ChannelScale, DownAdd = _face_resnet_layers()
+
+    def conv(x, name, filters, k, stride, relu):
+        pad = "valid" if stride == 2 else "same"
+        x = layers.Conv2D(filters, k, strides=stride, padding=pad, name=f"{name}_conv")(x)
+        x = ChannelScale(name=f"{name}_scale")(x)
+        return layers.ReLU(name=f"{name}_relu")(x) if relu else x
+
+    def residual(x, name, filters):
+        y = conv(x, f"{name}_conv1", filters, 3, 1, True)
+        y = conv(y, f"{name}_conv2", filters, 3, 1, False)
+        return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([y, x]))
+
+    def residual_down(x, name, filters):
+        y = conv(x, f"{name}_conv1", filters, 3, 2, True)
+        y = conv(y, f"{name}_conv2", filters, 3, 1, False)
+        return DownAdd(name=f"{name}_out")(y, x)
+
+    inp = keras.Input((input_size, input_size, 3), name="face")
+    x = conv(inp, "conv32_down", 32, 7, 2, True)
+    x = layers.MaxPooling2D(3, 2, padding="valid", name="pool1")(x)
+    for i in (1, 2, 3):
+        x = residual(x, f"conv32_{i}", 32)
+    x = residual_down(x, "conv64_down", 64)
+    for i in (1, 2, 3):
+        x = residual(x, f"conv64_{i}", 64)
+    x = residual_down(x, "conv128_down", 128)
+    for i in (1, 2):
+        x = residual(x, f"conv128_{i}", 128)
+    x = residual_down(x, "conv256_down", 256)
+    for i in (1, 2):
+        x = residual(x, f"conv256_{i}", 256)
+    x = residual_down(x, "conv256_down_out", 256)
+    x = layers.GlobalAveragePooling2D(name="avg")(x)
+    x = layers.Dense(128, use_bias=False, name="fc")(x)
+    return keras.Model(inp, x, name="face_resnet")
+
+
+def _build_architecture(backbone: Backbone, input_size: int):
+    import keras
+
+    shape = (input_size, input_size, 3)
+    if backbone.name == "resnet50":
+        return keras.applications.ResNet50(include_top=False, weights=None, input_shape=shape)
+    if backbone.name == "vgg16":
+        return keras.applications.VGG16(include_top=False, weights=None, input_shape=shape)
+    if backbone.name == "face-resnet":
+        return build_face_resnet(input_size)
+    raise ConfigError(f"no architecture for {backbone.name!r}")  # pragma: no cover
+
+
+def build_base(backbone: Backbone, settings: Settings | None = None, pretrained: bool = True,
+               input_size: int | None = None):
+    """The frozen feature extractor of ``backbone``: ``(N, S, S, 3)`` preprocessed -> ``(N, F)``.
+
+    Args:
+        backbone: registry entry.
+        settings: where to look for weights (needed when ``pretrained``).
+        pretrained: load pretrained weights (via :mod:`facerec.weights`); ``False``
+            keeps random weights (shape tests).
+        input_size: override the input side (small sizes for fast tests).
+
+    Returns:
+        A Keras model with ``trainable = False``; BatchNorm runs in inference mode.
+    """
+    import keras
+
+    from facerec import weights
+
+    size = input_size or backbone.input_size
+    net = _build_architecture(backbone, size)
+    if pretrained:
+        if settings is None:
+            raise ValueError("settings are needed to find pretrained weights")
+        weights.load_weights(backbone.name, net, settings)
+    net.trainable = False
+    inp = keras.Input((size, size, 3), name="image")
+    if backbone.feature_layer is None:
+        feats = net(inp, training=False)
+    else:
+        sub = keras.Model(net.input, net.get_layer(backbone.feature_layer).output, name=f"{backbone.name}_base")
+        sub.trainable = False
+        feats = keras.layers.GlobalAveragePooling2D(name="pool")(sub(inp, training=False))
+    model = keras.Model(inp, feats, name=f"{backbone.name}_features")
+    model.trainable = False
+    return model
+
+
+# --- heads ----------------------------------------------------------------------------
+
+
+def build_head(in_dim: int, out_dim: int = 128, dropout: float = 0.2):
+    """The trained head: ``(N, in_dim)`` features -> ``(N, out_dim)`` unit vectors.
+
+    Dropout, a bias-free dense projection, BatchNorm, then L2 normalisation.
+    """
+    import keras
+    from keras import layers
+
+    inp = keras.Input((in_dim,), name="features")
+    x = layers.Dropout(dropout, name="head_dropout")(inp)
+    x = layers.Dense(out_dim, use_bias=False, name="head_dense")(x)
+    x = layers.BatchNormalization(name="head_bn")(x)
+    x = layers.UnitNormalization(name="head_l2")(x)
+    return keras.Model(inp, x, name="head")
+
+
+@dataclass(frozen=True)
+class HeadInfo:
+    """What a head file carries beside its weights (a JSON sidecar)."""
+
+    backbone: str
+    in_dim: int
+    out_dim: int
+    threshold: float
+    trained_on: str = ""
+    command: str = ""
+    metrics: dict | None = None
+
+
+def head_paths(stem: Path) -> tuple[Path, Path]:
+    """``(weights, info)`` file paths of a head stored under ``stem``."""
+    return stem.with_suffix(".weights.h5"), stem.with_suffix(".json")
+
+
+def save_head(head, info: HeadInfo, stem: Path) -> Path:
+    """Write ``<stem>.weights.h5`` and ``<stem>.json``; returns the weights path."""
+    wpath, ipath = head_paths(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    head.save_weights(str(wpath))
+    ipath.write_text(json.dumps(info.__dict__, indent=2) + "\n")
+    return wpath
+
+
+def load_head(stem: Path):
+    """Load a head saved by :func:`save_head`; returns ``(model, HeadInfo)``."""
+    wpath, ipath = head_paths(stem)
+    if not wpath.is_file() or not ipath.is_file():
+        raise ModelUnavailableError(f"head files not found: {wpath} and {ipath}")
+    info = HeadInfo(**json.loads(ipath.read_text()))
+    head = build_head(info.in_dim, info.out_dim)
+    head.load_weights(str(wpath))
+    head.trainable = False
+    return head, info
+
+
+def shipped_head(backbone: str) -> Path | None:
+    """Stem of the head shipped in the package for ``backbone``, if there is one."""
+    stem = HEADS_DIR / backbone
+    return stem if head_paths(stem)[0].is_file() else None
+
+
+# --- the embedder ------------------------------------------------------------------------
+
+
+def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero); float32."""
+    x = np.asarray(x, dtype=np.float32)
+    n = np.linalg.norm(x, axis=axis, keepdims=True)
+    return x / np.maximum(n, 1e-12)
+
+
+class Embedder:
+    """Turns aligned face crops into L2-normalised identity vectors.
+
+    Args:
+        backbone: registry entry (input size, preprocessing, alignment zoom).
+        base: frozen feature model ``(N, S, S, 3) -> (N, F)``.
+        head: trained head ``(N, F) -> (N, D)`` or ``None`` to use the base's
+            features directly.
+        head_id: short id of the head's weights ("none" without one).
+        threshold: default recognition threshold for this base+head.
+    """
+
+    def __init__(self, backbone: Backbone, base, head=None, head_id: str = "none",
+                 threshold: float | None = None) -> None:
+        import keras
+
+        self.backbone = backbone
+        self.input_size = int(base.input_shape[1])
+        self.threshold = backbone.threshold if threshold is None else threshold
+        self.head_id = head_id
+        inp = keras.Input(base.input_shape[1:])
+        x = base(inp, training=False)
+        if head is not None:
+            x = head(x, training=False)
+        self._model = keras.Model(inp, x)
+        self._model.trainable = False
+        self._predict = None
+
+    @property
+    def key(self) -> str:
+        """Identifies the vectors this embedder makes (base + head + input size)."""
+        return f"{self.backbone.name}@{self.input_size}+{self.head_id}"
+
+    @property
+    def dim(self) -> int:
+        """Length of the identity vectors."""
+        return int(self._model.output_shape[-1])
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        import tensorflow as tf
+
+        if self._predict is None:
+            self._predict = tf.function(lambda t: self._model(t, training=False), reduce_retracing=True)
+        return np.asarray(self._predict(tf.constant(x)))
+
+    def embed(self, crops: np.ndarray, flip: bool = False, batch_size: int = 32) -> np.ndarray:
+        """Vectors for a batch of crops.
+
+        Args:
+            crops: ``(N, S, S, 3)`` uint8 RGB, ``S == input_size``.
+            flip: also embed mirror images and average (slower, a little more robust).
+            batch_size: crops per forward pass.
+
+        Returns:
+            ``(N, D)`` float32, each row of unit length.
+        """
+        crops = np.asarray(crops)
+        if crops.ndim != 4 or crops.shape[1:] != (self.input_size, self.input_size, 3):
+            raise ValueError(f"expected (N, {self.input_size}, {self.input_size}, 3) crops, got {crops.shape}")
+        if len(crops) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = []
+        for i in range(0, len(crops), batch_size):
+            x = self.backbone.preprocess(crops[i:i + batch_size].astype(np.float32))
+            v = l2_normalize(self._run(x))
+            if flip:
+                v = l2_normalize(v + l2_normalize(self._run(np.ascontiguousarray(x[:, :, ::-1]))))
+            out.append(v)
+        return np.concatenate(out).astype(np.float32)
+
+
+def file_digest(path: Path, n: int = 10) -> str:
+    """Short SHA-256 of a file's bytes."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:n]
+
+
+@lru_cache(maxsize=4)
+def _load_embedder_cached(name: str, settings: Settings, head_stem: str | None, use_head: bool) -> Embedder:
+    backbone = get_backbone(name)
+    base = build_base(backbone, settings)
+    stem = Path(head_stem) if head_stem else shipped_head(name)
+    if not use_head or stem is None:
+        return Embedder(backbone, base)
+    head, info = load_head(stem)
+    if info.backbone != name or info.in_dim != base.output_shape[-1]:
+        raise ModelUnavailableError(f"head {stem} was trained for {info.backbone} ({info.in_dim}-d), not {name}")
+    return Embedder(backbone, base, head, head_id=file_digest(head_paths(stem)[0]), threshold=info.threshold)
+
+
+def load_embedder(settings: Settings, head: Path | None = None, use_head: bool = True) -> Embedder:
+    """The embedder for ``settings.backbone`` with its pretrained weights and head.
+
+    Args:
+        settings: names the backbone and where weights are.
+        head: a head file stem (``PATH`` for ``PATH.weights.h5`` + ``PATH.json``);
+            defaults to ``settings.head``, then the head shipped for the backbone, if any.
+        use_head: ``False`` uses the frozen base's features directly.
+
+    Loaded once per process and settings (cached); safe to share across threads.
+    """
+    head = head or settings.head
+    return _load_embedder_cached(settings.backbone, settings, str(head) if head else None, use_head)

@@ -1,0 +1,67 @@
+"""One family of exceptions for everything facerec raises.
+
+The library raises these and never prints or exits; the CLI turns them into a
+single stderr line and an exit code, the app into ``st.error``.
+"""
+
+from __future__ import annotations
+
+
+class FaceRecError(Exception):
+    """Base class of every error facerec raises on purpose."""
+
+    exit_code = 1
+
+
+class ImageError(FaceRecError):
+    """A file is missing, empty, truncated, unreadable or not an image."""
+
+    exit_code = 2
+
+
+class NoFaceError(FaceRecError):
+    """A photo that needs exactly one face has none."""
+
+    exit_code = 3
+
+
+class ManyFacesError(FaceRecError):
+    """A photo that needs exactly one face has several."""
+
+    exit_code = 3
+
+
+class InvalidNameError(FaceRecError):
+    """A person's name is unsafe or malformed."""
+
+    exit_code = 2
+
+
+class PersonNotFoundError(FaceRecError):
+    """The named person is not enrolled."""
+
+    exit_code = 4
+
+
+class PersonExistsError(FaceRecError):
+    """A rename would overwrite an enrolled person."""
+
+    exit_code = 4
+
+
+class EmptyGalleryError(FaceRecError):
+    """Matching was asked for but nobody is enrolled."""
+
+    exit_code = 5
+
+
+class ModelUnavailableError(FaceRecError):
+    """Pretrained weights or a head could not be found or obtained."""
+
+    exit_code = 6
+
+
+class ConfigError(FaceRecError):
+    """A setting has an invalid value (unknown backbone, threshold out of range...)."""
+
+    exit_code = 2

@@ -1,0 +1,202 @@
+"""The whole recogniser: detect -> align -> embed -> match, over one gallery.
+
+:class:`FaceRecognizer` loads its models lazily, refits its matcher whenever
+the gallery's version changes, and is safe to share between threads (the app
+keeps one per process).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from facerec.align import face_crop
+from facerec.classify import CosineMatcher
+from facerec.detect import Detector, make_detector
+from facerec.embed import Embedder, load_embedder
+from facerec.errors import EmptyGalleryError, ImageError, ManyFacesError, NoFaceError
+from facerec.gallery import Gallery, PhotoRecord, content_hash
+from facerec.images import decode_image
+from facerec.settings import Settings
+from facerec.types import Face, Match
+
+
+def iou(a, b) -> float:
+    """Intersection over union of two ``(x, y, w, h)`` boxes."""
+    ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    iw = max(0.0, min(ax2, bx2) - max(a[0], b[0]))
+    ih = max(0.0, min(ay2, by2) - max(a[1], b[1]))
+    inter = iw * ih
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+def pick_face(faces: list[Face], largest: bool = False, source: str = "photo") -> Face:
+    """The single face of a photo meant for enrolment.
+
+    Raises:
+        NoFaceError: no face.
+        ManyFacesError: several faces and ``largest`` is false.
+    """
+    if not faces:
+        raise NoFaceError(f"{source}: no face found")
+    if len(faces) > 1 and not largest:
+        raise ManyFacesError(f"{source}: {len(faces)} faces found; use a photo of one person (or --largest)")
+    return max(faces, key=lambda f: f.area)
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    """Outcome of enrolling one photo."""
+
+    record: PhotoRecord
+    face: Face
+    duplicate: bool
+
+
+class FaceRecognizer:
+    """Detects, embeds and names faces against a :class:`Gallery`.
+
+    Args:
+        settings: configuration (gallery folder, backbone, detector, thresholds).
+        detector: override the detector (tests); default from settings.
+        embedder: override the embedder (tests); default from settings.
+    """
+
+    def __init__(self, settings: Settings, detector: Detector | None = None,
+                 embedder: Embedder | None = None) -> None:
+        self.settings = settings
+        self.gallery = Gallery(settings.gallery)
+        self._detector = detector
+        self._embedder = embedder
+        self._lock = threading.RLock()
+        self._matcher: CosineMatcher | None = None
+        self._fitted_version: int | None = None
+
+    @property
+    def detector(self) -> Detector:
+        with self._lock:
+            if self._detector is None:
+                self._detector = make_detector(self.settings)
+            return self._detector
+
+    @property
+    def embedder(self) -> Embedder:
+        with self._lock:
+            if self._embedder is None:
+                self._embedder = load_embedder(self.settings)
+            return self._embedder
+
+    @property
+    def threshold(self) -> float:
+        """The recognition threshold in use (setting, else the base+head's calibrated one)."""
+        t = self.settings.threshold
+        return self.embedder.threshold if t is None else t
+
+    # -- faces -----------------------------------------------------------------------
+
+    def align(self, image: np.ndarray, faces: list[Face]) -> list[Face]:
+        """Faces with their aligned crops at the embedder's input size."""
+        e = self.embedder
+        return [f.replace(crop=face_crop(image, f.box, f.landmarks, e.input_size, e.backbone.zoom)) for f in faces]
+
+    def embed(self, faces: list[Face]) -> list[Face]:
+        """Faces (with crops) with their identity vectors."""
+        if not faces:
+            return []
+        vecs = self.embedder.embed(np.stack([f.crop for f in faces]), flip=self.settings.flip,
+                                   batch_size=self.settings.batch_size)
+        return [f.replace(vector=v) for f, v in zip(faces, vecs)]
+
+    def faces(self, image: np.ndarray) -> list[Face]:
+        """Every face in an RGB uint8 photo, detected, aligned and embedded."""
+        return self.embed(self.align(image, self.detector.detect(image)))
+
+    # -- matching ----------------------------------------------------------------------
+
+    def refresh(self, progress: Callable[[Iterable], Iterable] | None = None) -> CosineMatcher:
+        """Embed gallery photos that lack vectors for this embedder, then refit if anything changed.
+
+        Photos dropped into person folders by hand are picked up here; ones with
+        no usable face are left in place but not used.
+        """
+        with self._lock:
+            version = self.gallery.version
+            if self._matcher is not None and version == self._fitted_version:
+                self._matcher.threshold = self.threshold
+                return self._matcher
+            self.gallery.sync()
+            key = self.embedder.key
+            X, names, missing = self.gallery.vectors(key)
+            if missing:
+                for rec in (progress(missing) if progress else missing):
+                    self._embed_record(rec, key)
+                X, names, _ = self.gallery.vectors(key)
+            if len(X) == 0:
+                raise EmptyGalleryError(
+                    f"nobody is enrolled in {self.gallery.root}; enrol people first (facerec enroll)")
+            self._matcher = CosineMatcher(threshold=self.threshold).fit(X, names)
+            self._fitted_version = self.gallery.version
+            return self._matcher
+
+    def _embed_record(self, rec: PhotoRecord, key: str) -> None:
+        try:
+            image = decode_image(rec.path.read_bytes(), str(rec.path))
+        except (OSError, ImageError):
+            return
+        faces = self.detector.detect(image)
+        if rec.box is not None and faces:
+            face = max(faces, key=lambda f: iou(f.box, rec.box))
+            if iou(face.box, rec.box) < 0.3:
+                return
+        elif len(faces) >= 1:
+            face = max(faces, key=lambda f: f.area)
+        else:
+            return
+        face = self.embed(self.align(image, [face]))[0]
+        self.gallery.set_face(rec, face.box, face.vector, key)
+
+    def match(self, faces: list[Face]) -> list[Match]:
+        """Names for embedded faces (``unknown`` for strangers)."""
+        if not faces:
+            return []
+        matcher = self.refresh()
+        return matcher.match(np.stack([f.vector for f in faces]))
+
+    def identify(self, image: np.ndarray) -> list[tuple[Face, Match]]:
+        """Every face in a photo with who it is, most confident detection first."""
+        faces = self.faces(image)
+        return list(zip(faces, self.match(faces)))
+
+    # -- enrolment ---------------------------------------------------------------------
+
+    def enroll(self, name: str, data: bytes, source: str = "photo", largest: bool = False,
+               face: Face | None = None, suffix: str | None = None) -> Enrolled:
+        """Enrol one photo of ``name``.
+
+        Args:
+            name: the person (validated; created if new).
+            data: the photo file's bytes (stored unchanged).
+            source: the photo's name for messages.
+            largest: with several faces, take the largest instead of refusing.
+            face: an already detected face of this photo to use (the app's face picker).
+            suffix: file extension to keep; guessed from ``source`` by default.
+
+        Raises:
+            ImageError, NoFaceError, ManyFacesError, InvalidNameError. The gallery
+            is unchanged when anything is raised.
+        """
+        self.gallery.person_dir(name)  # validate before any work
+        image = decode_image(data, source)
+        if face is None:
+            face = pick_face(self.detector.detect(image), largest, source)
+        if face.vector is None:
+            face = self.embed(self.align(image, [face]))[0]
+        duplicate = self.gallery.has_photo(name, content_hash(data))
+        rec = self.gallery.add_photo(name, data, face.box, face.vector, self.embedder.key,
+                                     suffix or Path(source).suffix or ".jpg")
+        return Enrolled(rec, face, duplicate)

@@ -1,0 +1,233 @@
+"""Training a head on a frozen base: ``facerec train-head DATA_DIR``.
+
+DATA_DIR holds one folder of photos per person. Faces are detected and
+aligned once; base features are computed once per augmented view (original,
+mirror, shifted + colour-jittered) and cached; then only the small head
+(:func:`facerec.embed.build_head`) trains, with a CosFace loss (softmax over
+identities with a cosine margin). A quarter of the people (and everyone with
+a single photo) are held out to measure the head and calibrate its
+recognition threshold on the open-set protocol of :mod:`facerec.evaluate`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import cv2
+import numpy as np
+
+from facerec.align import face_crop
+from facerec.detect import Detector
+from facerec.embed import Backbone, HeadInfo, build_head, l2_normalize, save_head
+from facerec.errors import FaceRecError
+from facerec.evaluate import evaluate_open_set
+from facerec.images import is_image_path, load_image
+from facerec.types import Face
+
+Progress = Callable[[Iterable], Iterable]
+
+
+def person_split(name: str) -> str:
+    """Deterministic half of the people: ``"train"`` or ``"test"`` (CRC-32 parity of the name).
+
+    Shipped heads train on the ``train`` half of lfw_dev; benchmarks report on
+    the ``test`` half, so no benchmark person was seen in training.
+    """
+    return "train" if zlib.crc32(name.encode("utf-8")) % 2 == 0 else "test"
+
+
+def labelled_photos(data_dir: Path, split: str = "all") -> list[tuple[Path, str]]:
+    """``(photo, person)`` for every photo in ``data_dir/<person>/``, sorted.
+
+    Args:
+        split: ``"all"``, ``"train"`` or ``"test"`` (see :func:`person_split`).
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise FaceRecError(f"{data_dir}: not a folder (expected DATA_DIR/<person>/<photos>)")
+    out = []
+    for person in sorted(p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if split != "all" and person_split(person.name) != split:
+            continue
+        out += [(f, person.name) for f in sorted(person.iterdir()) if f.is_file() and is_image_path(f)]
+    if not out:
+        raise FaceRecError(f"{data_dir}: no photos found in person folders")
+    return out
+
+
+def _cache_key(paths: Sequence[Path], *parts: object) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        st = p.stat()
+        h.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    h.update(repr(parts).encode())
+    return h.hexdigest()[:20]
+
+
+def detect_dataset(paths: Sequence[Path], detector: Detector, cache_dir: Path,
+                   progress: Progress | None = None) -> list[Face | None]:
+    """The largest face of each photo (``None`` when none is found), cached on disk."""
+    cache = cache_dir / "detections" / f"{detector.name}-{_cache_key(paths)}.json"
+    if cache.is_file():
+        rows = json.loads(cache.read_text())
+        return [None if r is None else Face(tuple(r[0]), r[1], None if r[2] is None else np.array(r[2], np.float32))
+                for r in rows]
+    faces: list[Face | None] = []
+    for p in (progress(paths) if progress else paths):
+        try:
+            found = detector.detect(load_image(p))
+        except FaceRecError:
+            found = []
+        faces.append(max(found, key=lambda f: f.area) if found else None)
+    rows = [None if f is None else [list(f.box), f.score, None if f.landmarks is None else f.landmarks.tolist()]
+            for f in faces]
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(rows))
+    return faces
+
+
+def augment(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random variant of a face crop: mirror, shift up to 6%, scale, brightness, contrast, saturation."""
+    s = crop.shape[0]
+    out = crop[:, ::-1] if rng.random() < 0.5 else crop
+    dx, dy = rng.uniform(-0.06, 0.06, 2) * s
+    z = rng.uniform(0.94, 1.06)
+    m = np.array([[z, 0, (1 - z) * s / 2 + dx], [0, z, (1 - z) * s / 2 + dy]])
+    out = cv2.warpAffine(np.ascontiguousarray(out), m, (s, s), borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    grey = out.mean(axis=2, keepdims=True)
+    out = grey + (out - grey) * rng.uniform(0.7, 1.3)  # saturation
+    out = (out - out.mean()) * rng.uniform(0.8, 1.2) + out.mean() + rng.uniform(-20, 20)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def base_features(paths: Sequence[Path], faces: Sequence[Face | None], backbone: Backbone, base,
+                  views: int, cache_dir: Path, batch_size: int = 32, seed: int = 0,
+                  progress: Progress | None = None) -> np.ndarray:
+    """Base features of each face in ``views`` variants (view 0 unaugmented, 1 mirrored, rest random).
+
+    Returns:
+        ``(N, views, F)`` float32; rows of photos without a face are zeros. Cached on disk.
+    """
+    size = int(base.input_shape[1])
+    cache = cache_dir / "features" / f"{backbone.name}-{size}-{_cache_key(paths, views, seed, backbone.zoom)}.npy"
+    if cache.is_file():
+        return np.load(cache)
+    rng = np.random.default_rng(seed)
+    dim = int(base.output_shape[-1])
+    out = np.zeros((len(paths), views, dim), dtype=np.float32)
+    todo = [i for i, f in enumerate(faces) if f is not None]
+    chunks = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
+    for chunk in (progress(chunks) if progress else chunks):
+        crops = []
+        for i in chunk:
+            f = faces[i]
+            crop = face_crop(load_image(paths[i]), f.box, f.landmarks, size, backbone.zoom)
+            crops.append([crop, crop[:, ::-1]][:views] + [augment(crop, rng) for _ in range(views - 2)])
+        batch = np.stack([c for cs in crops for c in cs])
+        feats = np.asarray(base.predict_on_batch(backbone.preprocess(batch.astype(np.float32))))
+        out[chunk] = feats.reshape(len(chunk), views, dim)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.save(cache, out)
+    return out
+
+
+def _cosface_layer():
+    import keras
+    from keras import ops
+
+    class CosFace(keras.layers.Layer):
+        """Logits ``s * (cos(v, w_c) - m * [c == y])`` over identity weights ``w_c``."""
+
+        def __init__(self, n_classes: int, s: float = 24.0, m: float = 0.25, **kw):
+            super().__init__(**kw)
+            self.n_classes, self.s, self.m = n_classes, s, m
+
+        def build(self, input_shape):
+            self.w = self.add_weight(shape=(input_shape[0][-1], self.n_classes), initializer="glorot_uniform",
+                                     name="identities")
+
+        def call(self, inputs):
+            v, y = inputs
+            w = self.w / ops.maximum(ops.norm(self.w, axis=0, keepdims=True), 1e-12)
+            cos = ops.matmul(v, w)
+            onehot = ops.one_hot(ops.cast(ops.reshape(y, (-1,)), "int32"), self.n_classes)
+            return self.s * (cos - self.m * onehot)
+
+    return CosFace
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    """What training measured on the held-out people (k=3 open-set protocol)."""
+
+    people: int
+    photos: int
+    base_only: dict
+    with_head: dict
+    threshold: float
+    base_threshold: float
+
+
+def train_head(feats: np.ndarray, labels: Sequence[str], valid: np.ndarray, backbone: Backbone, out_stem: Path,
+               epochs: int = 40, dim: int = 128, lr: float = 1e-2, holdout: float = 0.25, seed: int = 0,
+               trained_on: str = "", command: str = "", verbose: int = 0) -> TrainReport:
+    """Train, measure and save a head.
+
+    Args:
+        feats: ``(N, V, F)`` base features (view 0 unaugmented).
+        labels: person per photo.
+        valid: ``(N,)`` bool, False where no face was found.
+        backbone: the base the features came from.
+        out_stem: the head is written to ``out_stem.weights.h5`` + ``out_stem.json``.
+        epochs: passes over the training features (at least 800 steps are run).
+        holdout: fraction of people (besides everyone with one photo) kept
+            for measuring and calibrating.
+    """
+    import keras
+
+    labels = np.asarray(labels)
+    people = np.unique(labels)
+    counts = {p: int(((labels == p) & valid).sum()) for p in people}
+    rng = np.random.default_rng(seed)
+    multi = np.array([p for p in people if counts[p] >= 2])
+    held = set(rng.choice(multi, int(len(multi) * holdout), replace=False)) | {p for p in people if counts[p] < 2}
+    tr = np.array([(lab not in held) and ok for lab, ok in zip(labels, valid)])
+    va = np.array([(lab in held) and ok for lab, ok in zip(labels, valid)])
+    if tr.sum() < 4 or len(np.unique(labels[tr])) < 2:
+        raise FaceRecError("too little training data: need at least 2 people with 2+ photos each with a face")
+    classes, y = np.unique(labels[tr], return_inverse=True)
+    n_views = feats.shape[1]
+    Xtr = feats[tr].reshape(-1, feats.shape[2])
+    ytr = np.repeat(y, n_views)
+
+    keras.utils.set_random_seed(seed)
+    head = build_head(feats.shape[2], dim)
+    CosFace = _cosface_layer()
+    f_in = keras.Input((feats.shape[2],))
+    y_in = keras.Input((1,), dtype="int32")
+    logits = CosFace(len(classes), name="cosface")([head(f_in), y_in])
+    model = keras.Model([f_in, y_in], logits)
+    batch = 128
+    per_epoch = int(np.ceil(len(Xtr) / batch))
+    epochs = max(epochs, int(np.ceil(800 / per_epoch)))
+    sched = keras.optimizers.schedules.CosineDecay(lr, per_epoch * epochs)
+    model.compile(optimizer=keras.optimizers.AdamW(sched, weight_decay=1e-4),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit([Xtr, ytr], ytr, batch_size=batch, epochs=epochs, shuffle=True, verbose=verbose)
+
+    Xva, lva = feats[va, 0], labels[va]
+    base_res = evaluate_open_set(l2_normalize(Xva), lva, k=3)
+    head_vecs = l2_normalize(np.asarray(head.predict(Xva, batch_size=512, verbose=0)))
+    head_res = evaluate_open_set(head_vecs, lva, k=3)
+    info = HeadInfo(backbone=backbone.name, in_dim=int(feats.shape[2]), out_dim=dim,
+                    threshold=round(head_res.threshold, 4), trained_on=trained_on, command=command,
+                    metrics={"holdout_people": int(len(held)), "base_only": base_res.to_dict(),
+                             "with_head": head_res.to_dict()})
+    save_head(head, info, out_stem)
+    return TrainReport(len(classes), int(tr.sum()), base_res.to_dict(), head_res.to_dict(),
+                       head_res.threshold, base_res.threshold)

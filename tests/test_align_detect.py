@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+
+from facerec.align import align_face, crop_box, similarity_transform, template
+from facerec.detect import _ScalingDetector, downscale
+from facerec.settings import Settings
+from facerec.types import Face
+
+from conftest import CELEB5, needs_shared
+
+
+def test_similarity_transform_recovers_a_known_transform():
+    rng = np.random.default_rng(0)
+    src = rng.uniform(0, 100, (5, 2))
+    a, s, t = 0.3, 1.7, np.array([5.0, -3.0])
+    r = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    dst = (s * r @ src.T).T + t
+    m = similarity_transform(src, dst)
+    assert np.allclose(m[:, :2], s * r, atol=1e-6) and np.allclose(m[:, 2], t, atol=1e-6)
+
+
+def test_align_face_puts_landmarks_on_the_template():
+    img = np.zeros((200, 300, 3), np.uint8)
+    lm = template(80) * 1.3 + np.array([90.0, 40.0])
+    for x, y in lm.astype(int):
+        img[y - 1:y + 2, x - 1:x + 2] = 255
+    crop = align_face(img, lm, 120)
+    assert crop.shape == (120, 120, 3)
+    for x, y in template(120).astype(int):
+        assert crop[y - 2:y + 3, x - 2:x + 3].max() > 100
+
+
+def test_crop_box_is_square_at_size_even_at_the_border():
+    img = np.full((50, 80, 3), 7, np.uint8)
+    assert crop_box(img, (70, 40, 20, 20), 64).shape == (64, 64, 3)
+
+
+class _FixedBackend(_ScalingDetector):
+    """Reports one face at a fixed place of whatever (downscaled) image it is shown."""
+
+    name = "fixed"
+
+    def _detect_small(self, image, min_size):
+        self.seen = image.shape
+        return [Face((10.0, 20.0, 30.0, 40.0), 0.95, np.full((5, 2), 10.0, np.float32)),
+                Face((0.0, 0.0, 4.0, 4.0), 0.95), Face((50.0, 50.0, 30.0, 30.0), 0.5)]
+
+
+def test_large_photos_are_downscaled_and_boxes_mapped_back():
+    det = _FixedBackend(Settings(max_detect_side=500, min_face_size=20, detection_confidence=0.9))
+    faces = det.detect(np.zeros((2000, 1000, 3), np.uint8))
+    assert det.seen[:2] == (500, 250)
+    assert len(faces) == 1  # the small one and the unsure one are dropped
+    assert faces[0].box == (40.0, 80.0, 120.0, 160.0)
+    assert np.allclose(faces[0].landmarks, 40.0)
+    assert downscale(np.zeros((10, 10, 3), np.uint8), 500)[1] == 1.0
+
+
+@needs_shared
+@pytest.mark.realdata
+@pytest.mark.parametrize("backend", ["mtcnn", "opencv"])
+def test_real_detectors_find_every_face(backend):
+    from facerec.detect import make_detector
+    from facerec.images import load_image
+
+    det = make_detector(Settings(detector=backend))
+    single = load_image(CELEB5 / "train" / "madonna" / "1.jpg")
+    faces = det.detect(single)
+    assert len(faces) >= 1
+    if backend == "mtcnn":
+        lm = faces[0].landmarks
+        assert lm.shape == (5, 2) and lm[0, 0] < lm[1, 0]  # image-left eye first
+    group = load_image(CELEB5.parent / "group_photos" / "opencv-course_group2.jpg")
+    assert len(det.detect(group)) >= 3
