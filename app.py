@@ -12,7 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from facerec import BACKBONES, FaceRecError, FaceRecognizer, Settings, decode_image
+from facerec import BACKBONES, FaceRecError, FaceRecognizer, Settings, decode_image, load_image
 from facerec.align import crop_box
 from facerec.draw import draw_matches
 from facerec.gallery import content_hash
@@ -53,6 +53,16 @@ def read_upload(upload) -> tuple[bytes, str]:
     if len(data) > MAX_UPLOAD_BYTES:
         raise FaceRecError(f"{upload.name}: larger than {MAX_UPLOAD_BYTES // 2**20} MB")
     return data, upload.name
+
+
+def thumbnail(path: Path, size: int = 96):
+    """A square RGB thumbnail of a photo, or ``None`` when it cannot be read."""
+    try:
+        image = load_image(path)
+    except FaceRecError:
+        return None
+    h, w = image.shape[:2]
+    return crop_box(image, (0, 0, w, h), size, margin=0.0)
 
 
 def page_identify(rec: FaceRecognizer) -> None:
@@ -125,8 +135,12 @@ def page_people(rec: FaceRecognizer) -> None:
     for person in people:
         photos = rec.gallery.photos(person.name)
         with st.expander(f"{person.name} ({person.photos} photo(s))"):
-            if photos:
-                st.image([str(p.path) for p in photos], width=96, caption=[p.path.name for p in photos])
+            thumbs = [(thumbnail(p.path), p.path.name) for p in photos]
+            readable = [(t, n) for t, n in thumbs if t is not None]
+            if readable:
+                st.image([t for t, _ in readable], caption=[n for _, n in readable])
+            for _, n in (x for x in thumbs if x[0] is None):
+                st.warning(f"{n}: unreadable photo")
             to_remove = st.selectbox("Remove a photo", ["-"] + [p.path.name for p in photos], key=f"rm_{person.name}")
             if to_remove != "-" and st.button("Remove this photo", key=f"rmb_{person.name}"):
                 rec.gallery.remove_photo(person.name, to_remove)

@@ -191,7 +191,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for b in backbones:
         args.backbone = b
         settings = _settings(args)
-        for use_head in ([True, False] if args.compare_heads else [True]):
+        for use_head in ([True, False] if args.compare_heads else [None]):
             name, r = run_eval(settings, Path(args.data_dir), k=args.k, pairs=args.pairs, split=args.split,
                                use_head=use_head, progress=lambda d: _progress(d, args.quiet))
             results.append((name, r))
@@ -289,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("-k", type=int, default=3, help="photos enrolled per person (default 3)")
     ev.add_argument("--pairs", metavar="FILE", help="also LFW-format pairs verification (10-fold)")
     ev.add_argument("--backbones", nargs="+", choices=list(BACKBONES), help="compare several bases")
-    ev.add_argument("--compare-heads", action="store_true", help="also measure each base without its head")
+    ev.add_argument("--compare-heads", action="store_true", help="measure each base with its head and without")
     ev.add_argument("--split", choices=["all", "train", "test"], default="all", help="only this half of the people")
     ev.add_argument("--json", metavar="FILE", help="also write the JSON here")
     ev.set_defaults(func=cmd_eval)

@@ -48,8 +48,11 @@ class Backbone:
             (``None``: the network's own output is the feature vector).
         zoom: alignment zoom for :func:`facerec.align.face_crop` (< 1: more context).
         preprocess: maps float RGB 0..255 batches to network input.
-        threshold: default recognition threshold with this base's shipped head.
+        threshold: default recognition threshold of the base's own features
+            (a head carries its own calibrated threshold).
         description: one line for ``--help`` and the app.
+        head_by_default: use the shipped head unless told otherwise (set where
+            the evaluation showed the head helps).
     """
 
     name: str
@@ -59,12 +62,14 @@ class Backbone:
     preprocess: Callable[[np.ndarray], np.ndarray]
     threshold: float
     description: str
+    head_by_default: bool = True
 
 
 BACKBONES: dict[str, Backbone] = {
     "face-resnet": Backbone(
-        "face-resnet", 150, None, 1.0, _face_resnet_preprocess, 0.62,
+        "face-resnet", 150, None, 1.0, _face_resnet_preprocess, 0.945,
         "ResNet-29 face network (dlib's, via npm @vladmandic/face-api), 128-d; most accurate",
+        head_by_default=False,
     ),
     "resnet50": Backbone(
         "resnet50", 224, "conv4_block6_out", 0.8, _caffe_preprocess, 0.55,
@@ -382,16 +387,19 @@ def _load_embedder_cached(name: str, settings: Settings, head_stem: str | None, 
     return Embedder(backbone, base, head, head_id=file_digest(head_paths(stem)[0]), threshold=info.threshold)
 
 
-def load_embedder(settings: Settings, head: Path | None = None, use_head: bool = True) -> Embedder:
+def load_embedder(settings: Settings, head: Path | None = None, use_head: bool | None = None) -> Embedder:
     """The embedder for ``settings.backbone`` with its pretrained weights and head.
 
     Args:
         settings: names the backbone and where weights are.
         head: a head file stem (``PATH`` for ``PATH.weights.h5`` + ``PATH.json``);
             defaults to ``settings.head``, then the head shipped for the backbone, if any.
-        use_head: ``False`` uses the frozen base's features directly.
+        use_head: ``False`` uses the frozen base's features directly; ``None``
+            follows the registry's ``head_by_default`` unless a head is named.
 
     Loaded once per process and settings (cached); safe to share across threads.
     """
     head = head or settings.head
+    if use_head is None:
+        use_head = head is not None or get_backbone(settings.backbone).head_by_default
     return _load_embedder_cached(settings.backbone, settings, str(head) if head else None, use_head)

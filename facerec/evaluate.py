@@ -189,7 +189,7 @@ def format_table(rows: Iterable[tuple[str, dict]]) -> str:
     return "\n".join(lines)
 
 
-def embed_dataset(settings, paths, faces, use_head: bool = True, progress=None):
+def embed_dataset(settings, paths, faces, use_head: bool | None = None, progress=None):
     """Identity vectors for each photo's detected face (zeros where none).
 
     Returns:
@@ -215,7 +215,7 @@ def embed_dataset(settings, paths, faces, use_head: bool = True, progress=None):
 
 
 def run_eval(settings, data_dir: Path, k: int = 3, pairs: Path | None = None, split: str = "all",
-             use_head: bool = True, progress=None) -> tuple[str, dict]:
+             use_head: bool | None = None, progress=None) -> tuple[str, dict]:
     """``facerec eval``: the open-set protocol (and optional pairs) on a labelled folder.
 
     Returns:
@@ -251,7 +251,7 @@ def run_eval(settings, data_dir: Path, k: int = 3, pairs: Path | None = None, sp
         if sims:
             acc, std, th = verification_accuracy(np.array(sims), np.array(same))
             res.update(verification=acc, verification_std=std, verification_pairs=len(sims))
-    label = f"{settings.backbone}+{embedder.head_id if use_head else 'none'}"
+    label = f"{settings.backbone}+{'head ' + embedder.head_id if embedder.head_id != 'none' else 'no head'}"
     return label, res
 
 
