@@ -118,7 +118,8 @@ def cmd_identify(args: argparse.Namespace) -> int:
     failed = 0
     records = []
     writer = csv.writer(sys.stdout, lineterminator="\n")
-    for res in identify_files(rec, _progress("identifying", args.quiet)(paths)):
+    for res in identify_files(rec, _progress("identifying", args.quiet)(paths),
+                              refresh_progress=_progress("embedding gallery", args.quiet)):
         if res.error:
             failed += 1
             _warn(res.error)

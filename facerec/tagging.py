@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from facerec.errors import ImageError
 from facerec.images import is_image_path, load_image
@@ -56,14 +56,17 @@ def find_photos(paths: Iterable[Path], recursive: bool = True) -> Iterator[Path]
             yield p
 
 
-def identify_files(recognizer: FaceRecognizer, paths: Iterable[Path]) -> Iterator[PhotoResult]:
+def identify_files(recognizer: FaceRecognizer, paths: Iterable[Path],
+                   refresh_progress: Callable[[Iterable], Iterable] | None = None) -> Iterator[PhotoResult]:
     """Identify every face in each photo; a failure becomes that photo's ``error``.
+
+    ``refresh_progress`` wraps the gallery photos that must be (re-)embedded first.
 
     Raises:
         EmptyGalleryError, ModelUnavailableError: problems that concern every
             photo end the run instead of failing each one.
     """
-    recognizer.refresh()
+    recognizer.refresh(refresh_progress)
     for path in paths:
         try:
             image = load_image(path)

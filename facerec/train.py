@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Sequence
 import cv2
 import numpy as np
 
-from facerec.align import face_crop
+from facerec.align import face_crop, template
 from facerec.detect import Detector
 from facerec.embed import Backbone, HeadInfo, build_head, l2_normalize, save_head
 from facerec.errors import FaceRecError
@@ -121,7 +121,8 @@ def base_features(paths: Sequence[Path], faces: Sequence[Face | None], backbone:
         ``(N, views, F)`` float32; rows of photos without a face are zeros. Cached on disk.
     """
     size = int(base.input_shape[1])
-    cache = cache_dir / "features" / f"{backbone.name}-{size}-{_cache_key(paths, views, seed, backbone.zoom)}.npy"
+    key = _cache_key(paths, views, seed, template(size, backbone.zoom).round(3).tolist())
+    cache = cache_dir / "features" / f"{backbone.name}-{size}-{key}.npy"
     if cache.is_file():
         return np.load(cache)
     rng = np.random.default_rng(seed)

@@ -14,11 +14,13 @@ When every source fails, :class:`ModelUnavailableError` says what was tried.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 from dataclasses import dataclass
@@ -290,7 +292,8 @@ def load_weights(name: str, model, settings: Settings, allow_download: bool = Tr
             try:
                 import keras
 
-                path = keras.utils.get_file(ks.file_name, ks.url, cache_subdir="models", file_hash=ks.file_hash)
+                with contextlib.redirect_stdout(sys.stderr):  # keep stdout for results
+                    path = keras.utils.get_file(ks.file_name, ks.url, cache_subdir="models", file_hash=ks.file_hash)
                 model.load_weights(path)
                 return f"Keras download {ks.url}"
             except Exception as exc:  # noqa: BLE001

@@ -118,3 +118,18 @@ def test_help_explains_every_command(capsys):
             cli.main([cmd, "--help"])
         assert e.value.code == 0
         assert "usage: facerec " + cmd in capsys.readouterr().out
+
+
+def test_switching_the_base_re_embeds_instead_of_mixing(recognizer, settings, tiny_embedder):
+    from facerec.embed import Embedder, build_head
+    from facerec.pipeline import FaceRecognizer
+
+    from conftest import BlobDetector
+
+    recognizer.enroll("Ann", png_bytes(synthetic_photo([1])), source="a.png")
+    other = Embedder(tiny_embedder.backbone, tiny_embedder._model, head=build_head(64, 16), head_id="h2",
+                     threshold=0.0)
+    rec2 = FaceRecognizer(settings, detector=BlobDetector(), embedder=other)
+    assert rec2.identify(synthetic_photo([1], seed=4))[0][1].name == "Ann"
+    g = recognizer.gallery
+    assert g.vectors(other.key)[0].shape == (1, 16) and g.vectors(tiny_embedder.key)[0].shape == (1, 64)
