@@ -72,11 +72,11 @@ BACKBONES: dict[str, Backbone] = {
         head_by_default=False,
     ),
     "resnet50": Backbone(
-        "resnet50", 224, "conv4_block6_out", 0.8, _caffe_preprocess, 0.55,
+        "resnet50", 224, "conv4_block6_out", 0.8, _caffe_preprocess, 0.953,
         "ResNet50 ImageNet (Keras), conv4 features + trained head",
     ),
     "vgg16": Backbone(
-        "vgg16", 224, "block5_conv3", 0.8, _caffe_preprocess, 0.55,
+        "vgg16", 224, "block5_conv3", 0.8, _caffe_preprocess, 0.95,
         "VGG16 ImageNet (Keras), block5 features; weights from Keras's download or a local file",
     ),
 }

@@ -33,7 +33,7 @@ class BlobDetector:
         mask = (image.max(axis=2) > 0).astype(np.uint8)
         n, _, stats, _ = cv2.connectedComponentsWithStats(mask)
         faces = []
-        for x, y, w, h, area in stats[1:]:
+        for x, y, w, h, _area in stats[1:]:
             if w >= 8 and h >= 8:
                 faces.append(Face(box=(float(x), float(y), float(w), float(h)), score=0.99))
         return sorted(faces, key=lambda f: -f.area)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from facerec.embed import BACKBONES, Embedder, build_base, build_head, load_head, save_head, HeadInfo
+from facerec.embed import BACKBONES, build_base, build_head, load_head, save_head, HeadInfo
 
 
 @pytest.mark.parametrize("name,size,dim", [("resnet50", 64, 1024), ("vgg16", 64, 512), ("face-resnet", 150, 128)])
