@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from itertools import islice
 from typing import Callable, Iterable, Iterator
+
+import numpy as np
 
 from facerec.errors import ImageError
 from facerec.images import is_image_path, load_image
@@ -57,24 +60,32 @@ def find_photos(paths: Iterable[Path], recursive: bool = True) -> Iterator[Path]
 
 
 def identify_files(recognizer: FaceRecognizer, paths: Iterable[Path],
-                   refresh_progress: Callable[[Iterable], Iterable] | None = None) -> Iterator[PhotoResult]:
+                   refresh_progress: Callable[[Iterable], Iterable] | None = None,
+                   batch_size: int = 8) -> Iterator[PhotoResult]:
     """Identify every face in each photo; a failure becomes that photo's ``error``.
 
-    ``refresh_progress`` wraps the gallery photos that must be (re-)embedded first.
+    Photos are read ``batch_size`` at a time so detection and embedding run in
+    batches; ``refresh_progress`` wraps the gallery photos that must be
+    (re-)embedded first. Results keep the input order, except that the photos of a
+    batch that could not be read are reported first.
 
     Raises:
         EmptyGalleryError, ModelUnavailableError: problems that concern every
             photo end the run instead of failing each one.
     """
     recognizer.refresh(refresh_progress)
-    for path in paths:
-        try:
-            image = load_image(path)
-            found = recognizer.identify(image)
-        except ImageError as exc:
-            yield PhotoResult(Path(path), error=str(exc))
+    it = iter(paths)
+    while chunk := list(islice(it, batch_size)):
+        loaded: list[tuple[Path, np.ndarray]] = []
+        for path in chunk:
+            try:
+                loaded.append((Path(path), load_image(path)))
+            except ImageError as exc:
+                yield PhotoResult(Path(path), error=str(exc))
+            except MemoryError:
+                yield PhotoResult(Path(path), error=f"{path}: image too large for memory")
+        if not loaded:
             continue
-        except MemoryError:
-            yield PhotoResult(Path(path), error=f"{path}: image too large for memory")
-            continue
-        yield PhotoResult(Path(path), found, size=(image.shape[1], image.shape[0]))
+        results = recognizer.identify_many([image for _, image in loaded])
+        for (path, image), found in zip(loaded, results):
+            yield PhotoResult(path, found, size=(image.shape[1], image.shape[0]))
