@@ -125,6 +125,7 @@ class Gallery:
         (self.root / INDEX_DIR).mkdir(exist_ok=True)
         self.db_path = self.root / INDEX_DIR / "index.sqlite"
         with self._connect() as con:
+            con.execute("PRAGMA journal_mode=WAL")  # persistent: set once per database
             con.executescript(_SCHEMA)
 
     # -- plumbing ---------------------------------------------------------------
@@ -133,8 +134,6 @@ class Gallery:
     def _connect(self) -> Iterator[sqlite3.Connection]:
         con = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
         try:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute("PRAGMA busy_timeout=30000")
             yield con
         finally:
             con.close()
