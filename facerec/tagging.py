@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from itertools import islice
@@ -39,6 +42,49 @@ class PhotoResult:
         if self.error:
             out["error"] = self.error
         return out
+
+
+CSV_COLUMNS = ("path", "face", "name", "score", "x", "y", "w", "h")
+
+
+def csv_report(results: Iterable[PhotoResult]) -> str:
+    """CSV text, one row per face: ``path, face, name, score, x, y, w, h``.
+
+    ``face`` numbers the faces of a photo from 1 (most confident detection first);
+    ``x, y, w, h`` is the box in whole pixels of the photo as displayed (EXIF-rotated);
+    ``score`` is the match score in [0, 1] with 4 decimals. Photos without faces or
+    that failed have no row (see :func:`json_report` for those).
+    """
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for res in results:
+        for i, (face, match) in enumerate(res.faces, start=1):
+            writer.writerow([str(res.path), i, match.name, f"{match.score:.4f}", *face.int_box()])
+    return buf.getvalue()
+
+
+def json_report(results: Iterable[PhotoResult]) -> str:
+    """JSON text: ``{"photos": [...], "failed": [...], "summary": {...}}``.
+
+    ``photos`` holds one record per photo that was read: ``{"path", "width", "height",
+    "faces": [{"face", "name", "score", "box": [x, y, w, h]}]}`` (boxes in whole pixels
+    of the displayed photo); ``failed`` holds ``{"path", "error"}`` for each photo
+    that could not be processed, with the one-line reason; ``summary`` counts them.
+    """
+    photos, failed = [], []
+    faces = 0
+    for res in results:
+        if res.error:
+            failed.append({"path": str(res.path), "error": res.error})
+            continue
+        w, h = res.size if res.size else (None, None)
+        photos.append({"path": str(res.path), "width": w, "height": h, "faces": [
+            {"face": i, "name": m.name, "score": round(float(m.score), 4), "box": list(f.int_box())}
+            for i, (f, m) in enumerate(res.faces, start=1)]})
+        faces += len(res.faces)
+    summary = {"photos": len(photos) + len(failed), "tagged": len(photos), "failed": len(failed), "faces": faces}
+    return json.dumps({"photos": photos, "failed": failed, "summary": summary}, indent=1, ensure_ascii=False) + "\n"
 
 
 def find_photos(paths: Iterable[Path], recursive: bool = True) -> Iterator[Path]:
