@@ -34,6 +34,7 @@ from facerec.pipeline import FaceRecognizer, pick_face
 from facerec.settings import Settings
 from facerec.tagging import PhotoResult, find_photos, identify_files
 from facerec.types import UNKNOWN, Face, Match
+from facerec.video import LiveProcessor, LiveSnapshot, Presence, TrackedFace
 
 __version__ = "0.1.0"
 
@@ -44,5 +45,5 @@ __all__ = [
     "PersonNotFoundError", "PhotoRecord", "PhotoResult", "Settings", "UNKNOWN", "align_face", "build_base",
     "build_head", "calibrate_threshold", "crop_box", "decode_image", "face_crop", "find_photos", "identify_files",
     "l2_normalize", "load_embedder", "load_image", "make_detector", "pick_face", "similarity_transform",
-    "validate_name",
+    "validate_name", "LiveProcessor", "LiveSnapshot", "Presence", "TrackedFace",
 ]
