@@ -65,3 +65,9 @@ class ConfigError(FaceRecError):
     """A setting has an invalid value (unknown backbone, threshold out of range...)."""
 
     exit_code = 2
+
+
+class MetadataError(FaceRecError):
+    """An XMP sidecar is malformed, or cannot be read or written (the file is left as it was)."""
+
+    exit_code = 2
