@@ -1,4 +1,4 @@
-"""facerec in the browser: identify, enrol, manage people, settings.
+"""facerec in the browser: live video, identify, enrol, manage people, tag photos, settings.
 
 Run with ``streamlit run app.py``. A thin layer over the facerec library: one
 cached recogniser per settings (``st.cache_resource``), shared by all pages
@@ -7,18 +7,35 @@ and sessions; every FaceRecError reaches the user as ``st.error``.
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import io
 import json
+import os
+import tempfile
+import time
+import zipfile
+from datetime import datetime
 from pathlib import Path
 
 import streamlit as st
+from PIL import Image
 
 from facerec import BACKBONES, FaceRecError, FaceRecognizer, Settings, decode_image, load_image
 from facerec.align import crop_box
 from facerec.draw import draw_matches
 from facerec.gallery import content_hash
+from facerec.images import is_image_path
+from facerec.tagging import csv_report, find_photos, identify_files, json_report
+from facerec.video import LiveProcessor, LiveSnapshot
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+MAX_ZIP_UPLOAD_BYTES = 200 * 1024 * 1024  # an uploaded zip (.streamlit/config.toml: maxUploadSize)
+MAX_ZIP_BYTES = 1024 * 1024 * 1024  # uncompressed total of an uploaded zip
+MAX_ZIP_FILES = 5000
 SETTINGS_FILE = ".facerec/app_settings.json"
+IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp"]
+ICE_ENV = "FACEREC_ICE_SERVERS"
 
 
 def base_settings() -> Settings:
@@ -47,11 +64,11 @@ def recognizer(settings: Settings) -> FaceRecognizer:
     return FaceRecognizer(settings)
 
 
-def read_upload(upload) -> tuple[bytes, str]:
-    """Bytes and name of an uploaded file, refusing oversize ones."""
+def read_upload(upload, limit: int = MAX_UPLOAD_BYTES) -> tuple[bytes, str]:
+    """Bytes and name of an uploaded file, refusing ones over ``limit`` bytes."""
     data = upload.getvalue()
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise FaceRecError(f"{upload.name}: larger than {MAX_UPLOAD_BYTES // 2**20} MB")
+    if len(data) > limit:
+        raise FaceRecError(f"{upload.name}: larger than {limit // 2**20} MB")
     return data, upload.name
 
 
@@ -65,12 +82,92 @@ def thumbnail(path: Path, size: int = 96):
     return crop_box(image, (0, 0, w, h), size, margin=0.0)
 
 
-def page_identify(rec: FaceRecognizer) -> None:
-    st.header("Identify")
-    st.caption("Take a snapshot or upload a photo; every face is boxed with its name and score.")
-    shot = st.camera_input("Camera snapshot")
-    upload = st.file_uploader("...or upload a photo", type=["jpg", "jpeg", "png", "webp", "bmp"], key="identify_upload")
-    source = shot or upload
+def ice_servers() -> list[dict]:
+    """ICE servers for WebRTC from ``FACEREC_ICE_SERVERS``: none by default (enough on localhost).
+
+    The variable holds either comma-separated URLs (``stun:stun.example.org:3478``)
+    or a JSON list of RTCIceServer objects (``[{"urls": ["turn:..."], "username": ..., "credential": ...}]``).
+    """
+    raw = os.environ.get(ICE_ENV, "").strip()
+    if not raw:
+        return []
+    if raw.startswith("["):
+        try:
+            servers = json.loads(raw)
+        except ValueError as exc:
+            raise FaceRecError(f"{ICE_ENV} is not valid JSON: {exc}") from None
+        if not isinstance(servers, list) or not all(isinstance(x, dict) and "urls" in x for x in servers):
+            raise FaceRecError(f"{ICE_ENV} must be a JSON list of objects with 'urls'")
+        return servers
+    return [{"urls": [u.strip() for u in raw.split(",") if u.strip()]}]
+
+
+def live_processor(rec: FaceRecognizer) -> LiveProcessor:
+    """This browser session's processor (tracks belong to one video stream), for the current recogniser."""
+    proc = st.session_state.get("live_processor")
+    if proc is None or proc.recognizer is not rec:
+        if proc is not None:
+            proc.close()
+        proc = LiveProcessor(rec)
+        st.session_state["live_processor"] = proc
+    return proc
+
+
+def presence_text(snap: LiveSnapshot) -> str:
+    """The who-is-in-view list as plain text, one person a line."""
+    lines = [f"{p.name}  score {p.score:.2f}  since {datetime.fromtimestamp(p.since):%H:%M:%S}" for p in snap.present]
+    return "\n".join(lines) if lines else "nobody"
+
+
+def page_live(rec: FaceRecognizer) -> None:
+    st.header("Live")
+    try:
+        import av
+        from streamlit_webrtc import WebRtcMode, webrtc_streamer
+    except ImportError as exc:
+        st.warning(f"Live video is not available here ({exc}); identifying single snapshots instead.")
+        identify_picture(rec, st.camera_input("Camera snapshot", key="live_camera"))
+        return
+    st.caption("Every face is boxed with its name and score (strangers: unknown); "
+               "a name appears once it has matched over a few frames.")
+    proc = live_processor(rec)
+
+    def on_frame(frame):  # runs in the WebRTC thread: no st.* here
+        out = proc.process(frame.to_ndarray(format="rgb24"))
+        return av.VideoFrame.from_ndarray(out, format="rgb24")
+
+    video, side = st.columns([3, 2])
+    with video:
+        rtc = {"iceServers": ice_servers()}
+        try:
+            ctx = webrtc_streamer(
+                key="live", mode=WebRtcMode.SENDRECV, rtc_configuration=rtc,
+                media_stream_constraints={"video": {"width": 640, "height": 480}, "audio": False},
+                video_frame_callback=on_frame, async_processing=True,
+            )
+        except Exception as exc:  # no WebRTC runtime (e.g. a test harness): fall back to snapshots
+            st.warning(f"Live video could not start ({type(exc).__name__}: {exc}); "
+                       "identifying single snapshots instead.")
+            identify_picture(rec, st.camera_input("Camera snapshot", key="live_camera"))
+            return
+    with side:
+        st.subheader("In view")
+        fps_box, list_box, note_box = st.empty(), st.empty(), st.empty()
+    if ctx.state.playing:
+        with st.spinner("Loading face models..."):
+            _ = rec.detector, rec.embedder  # now, rather than in the worker on the first frames
+    while ctx.state.playing:
+        snap = proc.snapshot()
+        fps_box.text(f"{snap.fps:.1f} fps · {snap.detections_per_s:.1f} detections/s")
+        list_box.text(presence_text(snap))
+        if snap.error:
+            note_box.warning(snap.error)
+        time.sleep(0.5)
+    list_box.text("Press START to turn the camera on.")
+
+
+def identify_picture(rec: FaceRecognizer, source) -> None:
+    """Box and name every face of one uploaded or camera picture."""
     if source is None:
         return
     data, name = read_upload(source)
@@ -84,10 +181,18 @@ def page_identify(rec: FaceRecognizer) -> None:
         st.info("No face found in this photo.")
 
 
+def page_identify(rec: FaceRecognizer) -> None:
+    st.header("Identify")
+    st.caption("Take a snapshot or upload a photo; every face is boxed with its name and score.")
+    shot = st.camera_input("Camera snapshot")
+    upload = st.file_uploader("...or upload a photo", type=IMAGE_TYPES, key="identify_upload")
+    identify_picture(rec, shot or upload)
+
+
 def page_enroll(rec: FaceRecognizer) -> None:
     st.header("Enrol")
     name = st.text_input("Name", placeholder="e.g. Zoë Martin")
-    uploads = st.file_uploader("Photos of this person", type=["jpg", "jpeg", "png", "webp", "bmp"],
+    uploads = st.file_uploader("Photos of this person", type=IMAGE_TYPES,
                                accept_multiple_files=True, key="enroll_upload")
     shot = st.camera_input("...or take a photo", key="enroll_camera")
     files = list(uploads or []) + ([shot] if shot else [])
@@ -95,10 +200,14 @@ def page_enroll(rec: FaceRecognizer) -> None:
         return
     plans = []
     for i, f in enumerate(files):
-        data, fname = read_upload(f)
-        image = decode_image(data, fname)
-        faces = rec.detector.detect(image)
         cols = st.columns([1, 3])
+        try:
+            data, fname = read_upload(f)
+            image = decode_image(data, fname)
+        except FaceRecError as exc:
+            cols[1].error(f"{exc}; it will not be saved.")
+            continue
+        faces = rec.detector.detect(image)
         if not faces:
             cols[1].warning(f"{fname}: no face found; it will not be saved.")
             continue
@@ -121,9 +230,13 @@ def page_enroll(rec: FaceRecognizer) -> None:
     if st.button(f"Save {len(plans)} photo(s)", disabled=not (plans and name)):
         saved = 0
         for data, fname, face in plans:
-            rec.enroll(name, data, source=fname, face=face)
-            saved += 1
-        st.success(f"Saved {saved} photo(s) of {name.strip()}.")
+            try:
+                rec.enroll(name, data, source=fname, face=face)
+                saved += 1
+            except FaceRecError as exc:
+                st.error(f"{fname}: {exc}")
+        if saved:
+            st.success(f"Saved {saved} photo(s) of {name.strip()}.")
 
 
 def page_people(rec: FaceRecognizer) -> None:
@@ -155,24 +268,135 @@ def page_people(rec: FaceRecognizer) -> None:
                 st.rerun()
 
 
+def extract_zip(data: bytes, dest: Path) -> list[Path]:
+    """Unpack the photos of an uploaded zip into ``dest``, safely.
+
+    Only image files are written, each under ``dest`` (members whose path is
+    absolute or climbs out with ``..`` are refused, links are never created), and
+    the archive is refused when it is not a zip or unpacks to more than
+    ``MAX_ZIP_BYTES`` or ``MAX_ZIP_FILES`` files.
+
+    Raises:
+        FaceRecError: with the reason.
+    """
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        raise FaceRecError("the upload is not a zip archive") from None
+    root = dest.resolve()
+    members = [m for m in archive.infolist() if not m.is_dir() and is_image_path(Path(m.filename))]
+    if len(members) > MAX_ZIP_FILES:
+        raise FaceRecError(f"the zip holds {len(members)} photos; at most {MAX_ZIP_FILES} at once")
+    if sum(m.file_size for m in members) > MAX_ZIP_BYTES:
+        raise FaceRecError(f"the zip unpacks to more than {MAX_ZIP_BYTES // 2**20} MB")
+    out, written = [], 0
+    for m in members:
+        name = m.filename.replace("\\", "/")
+        target = (root / name).resolve()
+        if name.startswith("/") or ".." in Path(name).parts or root not in target.parents:
+            raise FaceRecError(f"the zip entry {m.filename!r} would leave its folder; refusing the archive")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with archive.open(m) as src, open(target, "wb") as dst:
+            while chunk := src.read(1 << 20):
+                written += len(chunk)
+                if written > MAX_ZIP_BYTES:  # sizes in the header can lie
+                    raise FaceRecError(f"the zip unpacks to more than {MAX_ZIP_BYTES // 2**20} MB")
+                dst.write(chunk)
+        out.append(target)
+    return sorted(out)
+
+
+def face_thumbnails(result) -> list[str | None]:
+    """A small PNG data URL of each face of a tagging result (``None`` when unreadable)."""
+    try:
+        image = load_image(result.path)
+    except FaceRecError:
+        return [None] * len(result.faces)
+    urls = []
+    for face, _ in result.faces:
+        buf = io.BytesIO()
+        Image.fromarray(crop_box(image, face.box, 64)).save(buf, format="PNG")
+        urls.append("data:image/png;base64," + base64.b64encode(buf.getvalue()).decode())
+    return urls
+
+
+def run_tagger(rec: FaceRecognizer, paths: list[Path], shown_root: Path) -> None:
+    """Tag ``paths`` with a progress bar; keep rows and reports in the session for the downloads."""
+    if not paths:
+        st.warning("No photos found there.")
+        return
+    def shown(path: Path) -> str:
+        return str(path.relative_to(shown_root)) if shown_root in path.parents else str(path)
+
+    bar = st.progress(0.0, text=f"0 / {len(paths)} photos")
+    results, rows = [], []
+    for i, res in enumerate(identify_files(rec, paths), start=1):
+        results.append(res)
+        if res.error:
+            rows.append({"face": None, "photo": shown(res.path), "name": "", "score": None, "box": "", "note": res.error})
+        elif not res.faces:
+            rows.append({"face": None, "photo": shown(res.path), "name": "", "score": None, "box": "", "note": "no face"})
+        for (face, match), thumb in zip(res.faces, face_thumbnails(res) if res.faces else []):
+            rows.append({"face": thumb, "photo": shown(res.path), "name": match.name, "score": round(match.score, 3),
+                         "box": " ".join(map(str, face.int_box())), "note": ""})
+        bar.progress(i / len(paths), text=f"{i} / {len(paths)} photos")
+    results = [dataclasses.replace(r, path=Path(shown(r.path))) for r in results]  # report paths as shown
+    st.session_state["tag_results"] = (rows, csv_report(results), json_report(results))
+
+
+def page_tag(rec: FaceRecognizer) -> None:
+    st.header("Tag photos")
+    st.caption("Name every face in many photos at once; download the results as CSV or JSON.")
+    source = st.radio("Photos from", ["a folder on this computer", "an uploaded zip"], horizontal=True)
+    if source == "a folder on this computer":
+        folder = st.text_input("Folder path", placeholder="/home/me/Pictures/party")
+        if st.button("Tag photos", disabled=not folder):
+            path = Path(folder).expanduser()
+            if not path.is_dir():
+                raise FaceRecError(f"{folder}: no such folder")
+            run_tagger(rec, list(find_photos([path])), path)
+    else:
+        upload = st.file_uploader("Zip of photos", type=["zip"], key="tag_zip")
+        if upload is not None and st.button("Tag photos"):
+            data, _ = read_upload(upload, MAX_ZIP_UPLOAD_BYTES)
+            with tempfile.TemporaryDirectory(prefix="facerec-tag-") as tmp:
+                paths = extract_zip(data, Path(tmp))
+                run_tagger(rec, paths, Path(tmp).resolve())
+    if "tag_results" not in st.session_state:
+        return
+    rows, csv_text, json_text = st.session_state["tag_results"]
+    named = sum(1 for r in rows if r["name"] and r["name"] != "unknown")
+    st.write(f"{sum(1 for r in rows if r['name'])} face(s), {named} named.")
+    st.dataframe(rows, use_container_width=True, column_config={
+        "face": st.column_config.ImageColumn("face"), "score": st.column_config.NumberColumn(format="%.3f")})
+    left, right = st.columns(2)
+    left.download_button("Download CSV", csv_text, file_name="facerec_tags.csv", mime="text/csv")
+    right.download_button("Download JSON", json_text, file_name="facerec_tags.json", mime="application/json")
+
+
 def page_settings(settings: Settings) -> None:
     st.header("Settings")
     names = list(BACKBONES)
-    backbone = st.selectbox("Base network", names, index=names.index(settings.backbone),
-                            help="Which frozen network turns faces into vectors; switching re-embeds the gallery once.")
-    st.caption(BACKBONES[backbone].description)
-    detector = st.selectbox("Detector", ["mtcnn", "opencv"], index=["mtcnn", "opencv"].index(settings.detector),
-                            help="MTCNN finds landmarks for alignment (more accurate); OpenCV's Haar cascade is faster.")
+    st.caption(f"Saved next to the gallery ({settings.gallery / SETTINGS_FILE}); they apply to every page and session.")
+    backbone = st.selectbox("Base network", names, index=names.index(settings.backbone))
+    st.caption("Which frozen network turns faces into identity vectors; switching re-embeds the enrolled photos "
+               f"once. {BACKBONES[backbone].description}")
+    detector = st.selectbox("Detector", ["mtcnn", "opencv"], index=["mtcnn", "opencv"].index(settings.detector))
+    st.caption("What finds the faces: MTCNN also finds eyes, nose and mouth for alignment (more accurate); "
+               "OpenCV's Haar cascade is faster but misses more faces and does not align them.")
     default = BACKBONES[backbone].threshold
-    threshold = st.slider("Unknown threshold", 0.0, 1.0, float(settings.threshold or default), 0.01,
-                          help="Faces scoring below this are called unknown: higher = fewer wrong names, more unknowns.")
+    current = default if settings.threshold is None else settings.threshold
+    threshold = st.slider("Unknown threshold", 0.0, 1.0, float(current), 0.01)
+    st.caption(f"Faces whose best match scores below this are called unknown: higher means fewer wrong names but "
+               f"more unknowns (calibrated value for this base: {default:.2f}).")
     if st.button("Save settings"):
         save_choices(settings, backbone=backbone, detector=detector, threshold=threshold)
         st.success("Saved; they apply to every page now.")
         st.rerun()
 
 
-PAGES = {"Identify": page_identify, "Enrol": page_enroll, "People": page_people, "Settings": None}
+PAGES = {"Live": page_live, "Identify": page_identify, "Enrol": page_enroll, "People": page_people,
+         "Tag photos": page_tag, "Settings": None}
 
 
 def main() -> None:
@@ -187,6 +411,8 @@ def main() -> None:
             PAGES[page](recognizer(settings))
     except FaceRecError as exc:
         st.error(str(exc))
+    except Exception as exc:  # never a traceback in the browser (Streamlit's own rerun/stop are BaseException)
+        st.error(f"Something went wrong: {type(exc).__name__}: {exc}")
 
 
 main()

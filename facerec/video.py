@@ -154,6 +154,7 @@ class LiveProcessor:
         self._result: tuple[int, list[tuple[Face, Match]]] | None = None
         self._stop = False
         self._worker: threading.Thread | None = None
+        self.idle_exit = 30.0  # seconds without frames before the worker thread ends
 
     # -- the video thread ---------------------------------------------------------
 
@@ -285,9 +286,10 @@ class LiveProcessor:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while self._pending is None and not self._stop:
-                    self._cond.wait()
-                if self._stop:
+                if self._pending is None and not self._stop:
+                    self._cond.wait(self.idle_exit)
+                if self._stop or self._pending is None:  # stopped, or idle (a stream ended): exit;
+                    self._worker = None  # the next frame starts a new worker
                     return
                 (index, frame), self._pending = self._pending, None
                 self._busy = True
@@ -318,8 +320,9 @@ class LiveProcessor:
             self._stop = True
             self._pending = None
             self._cond.notify_all()
-        if self._worker is not None:
-            self._worker.join(timeout=10)
+        worker = self._worker
+        if worker is not None:
+            worker.join(timeout=10)
 
 
 def _known(match: Match | None) -> bool | None:

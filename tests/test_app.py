@@ -1,6 +1,7 @@
 """Smoke tests of app.py with Streamlit's AppTest (no browser, no models loaded)."""
 
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +26,8 @@ def test_pages_render_without_errors(app):
     at, _ = app
     at.run()
     assert not at.exception and not at.error
-    assert at.header[0].value == "Identify"
-    for page in ["Enrol", "People", "Settings"]:
+    assert at.header[0].value == "Live"
+    for page in ["Identify", "Enrol", "People", "Tag photos", "Settings"]:
         at.sidebar.radio[0].set_value(page).run()
         assert not at.exception and not at.error, page
         assert at.header[0].value == page
@@ -60,3 +61,87 @@ def test_settings_persist(app):
     saved = json.loads((root / ".facerec" / "app_settings.json").read_text())
     assert saved["backbone"] == "resnet50" and saved["threshold"] == 0.7
     assert "base: resnet50" in at.sidebar.caption[0].value
+
+
+def test_live_page_falls_back_to_snapshots_without_webrtc(app):
+    at, _ = app
+    at.run()  # AppTest has no WebRTC runtime: the page must say so and offer a snapshot
+    assert not at.exception and not at.error
+    assert at.header[0].value == "Live"
+    assert "snapshots instead" in at.warning[0].value
+    assert len(at.camera_input) == 1
+
+
+def _zip(entries: dict[str, bytes]) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in entries.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("upload, message", [
+    (_zip({"ok.png": b"x", "../../escape.png": b"evil"}), "would leave its folder"),
+    (b"PK not really a zip", "not a zip archive"),
+])
+def test_tag_page_refuses_bad_zips(app, tmp_path, upload, message):
+    at, _ = app
+    at.run()
+    at.sidebar.radio[0].set_value("Tag photos").run()
+    at.radio[0].set_value("an uploaded zip").run()
+    at.get("file_uploader")[0].upload("photos.zip", upload, "application/zip").run()
+    [b for b in at.button if b.label == "Tag photos"][0].click().run()
+    assert not at.exception
+    assert message in at.error[0].value
+    assert not list(tmp_path.rglob("escape.png")) and not list(Path(tempfile.gettempdir()).glob("escape.png"))
+
+
+def test_tag_page_missing_folder_is_a_message(app, tmp_path):
+    at, _ = app
+    at.run()
+    at.sidebar.radio[0].set_value("Tag photos").run()
+    at.text_input[0].input(str(tmp_path / "nope")).run()
+    [b for b in at.button if b.label == "Tag photos"][0].click().run()
+    assert not at.exception and "no such folder" in at.error[0].value
+
+
+def test_enrol_page_flags_a_file_that_is_not_an_image(app):
+    at, root = app
+    at.run()
+    at.sidebar.radio[0].set_value("Enrol").run()
+    at.text_input[0].input("Ann").run()
+    at.get("file_uploader")[0].upload("notes.png", b"this is text", "image/png").run()
+    assert not at.exception
+    assert "not be saved" in at.error[0].value
+    assert Gallery(root).people() == []
+
+
+def test_two_tabs_enrolling_at_once_lose_nothing(recognizer):
+    """Two threads (two browser tabs) enrol photos through one recogniser at the same time."""
+    import threading
+
+    errors = []
+
+    def enrol(name, person, seeds):
+        try:
+            for seed in seeds:
+                recognizer.enroll(name, png_bytes(synthetic_photo([person], seed=seed)), source=f"{seed}.png")
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=enrol, args=("Ann", 1, range(0, 6))),
+               threading.Thread(target=enrol, args=("Bob", 2, range(10, 16))),
+               threading.Thread(target=enrol, args=("Ann", 1, range(20, 26)))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    g = recognizer.gallery
+    assert {p.name: p.photos for p in g.people()} == {"Ann": 12, "Bob": 6}
+    X, names, missing = g.vectors(recognizer.embedder.key)
+    assert len(X) == 18 and missing == []
+    assert all(r.path.is_file() for r in g.photos())
