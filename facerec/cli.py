@@ -137,6 +137,128 @@ def cmd_identify(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+EPILOG_TAG = """stdout: one line per face, `path,face,name,score,x,y,w,h` (CSV, no header;
+face numbered from 1 per photo, name `unknown` for strangers, score in [0, 1],
+box in pixels of the photo as displayed, i.e. EXIF-rotated). stderr: progress
+(photos/s, ETA), then a summary with every failed file and why.
+
+--report FILE.csv: the same columns with a header. --report FILE.json:
+{"photos": [{"path", "width", "height", "faces": [{"face", "name", "score",
+"box"}]}], "failed": [{"path", "error"}], "summary": {...}}.
+
+Originals are never written. Results are cached by photo content (SQLite in
+the cache dir, or --cache PATH), so a second run skips unchanged photos and only
+re-matches their faces against the gallery as it is now; an interrupted run
+resumes. Exit code 1 if any file failed."""
+
+
+def _annotated_path(out_dir: Path, path: Path, root: Path) -> Path:
+    try:
+        rel = path.absolute().relative_to(root)
+    except ValueError:
+        rel = Path(path.name)
+    name = rel.name if rel.suffix.lower() in (".jpg", ".jpeg") else rel.name + ".jpg"
+    return out_dir / rel.parent / name
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    import time
+
+    from tqdm import tqdm
+
+    from facerec.tagging import csv_report, find_photos, json_report, model_signature, tag_photos
+
+    reports = [Path(r) for r in args.report or []]
+    for r in reports:
+        if r.suffix.lower() not in (".csv", ".json"):
+            raise FaceRecError(f"{r}: a report must end in .csv or .json")
+    if args.workers is not None and args.workers < 0:
+        raise FaceRecError("--workers must be 0 or more")
+    roots = [Path(p) for p in args.paths]
+    for root in roots:
+        if not root.exists() and not root.is_symlink():
+            raise FaceRecError(f"{root}: no such file or folder")
+    annotate = Path(args.annotate) if args.annotate else None
+    paths = list(find_photos(roots, recursive=args.recursive, exclude=[annotate] if annotate else []))
+    if not paths:
+        raise FaceRecError("no photos found in " + ", ".join(map(str, roots)))
+    settings = _settings(args)
+    rec = _recognizer(args)
+    cache = None
+    if not args.no_cache:
+        from facerec.tagcache import TagCache
+
+        cache = TagCache(Path(args.cache) if args.cache else settings.cache_dir / "tags.sqlite")
+    sig = model_signature(settings)
+    model = cache.model(sig) if cache is not None else None
+    on_model = (lambda key, thr: cache.set_model(sig, key, thr)) if cache is not None else None
+    workers = _default_workers() if args.workers is None else args.workers
+    if annotate:
+        from facerec.draw import draw_matches
+        from facerec.images import load_image
+
+        common = Path(os.path.commonpath([str(p.absolute().parent) for p in paths]))
+    xmp_write = None
+    if args.xmp:
+        from facerec.xmp import write_sidecar as xmp_write
+
+    results = []
+    failed: list[tuple[Path, str]] = []
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    start = time.perf_counter()
+    bar = tqdm(total=len(paths), desc="tagging", unit="photo", file=sys.stderr, disable=args.quiet or None,
+               dynamic_ncols=True)
+    try:
+        for res in tag_photos(rec, paths, cache=cache, workers=workers, engine=args.engine, model=model,
+                              refresh_progress=_progress("embedding gallery", args.quiet),
+                              ray_address=args.ray_address, on_model=on_model):
+            bar.update(1)
+            results.append(res)
+            if res.error:
+                failed.append((res.path, res.error))
+                continue
+            for i, (face, m) in enumerate(res.faces, start=1):
+                writer.writerow([str(res.path), i, m.name, f"{m.score:.4f}", *face.int_box()])
+            sys.stdout.flush()
+            try:
+                if xmp_write is not None:
+                    xmp_write(res.path, res.size, res.faces, style=args.xmp_style, include_unknown=args.xmp_unknown)
+                if annotate:
+                    target = _annotated_path(annotate, res.path, common)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    from facerec.images import encode_jpeg
+
+                    target.write_bytes(encode_jpeg(draw_matches(load_image(res.path), res.faces)))
+            except (FaceRecError, OSError, ValueError) as exc:
+                failed.append((res.path, f"{res.path}: output not written ({exc})"))
+    finally:
+        bar.close()
+        if cache is not None:
+            cache.close()
+    elapsed = time.perf_counter() - start
+    results.sort(key=lambda r: str(r.path))
+    for r in reports:
+        r.parent.mkdir(parents=True, exist_ok=True)
+        r.write_text(csv_report(results) if r.suffix.lower() == ".csv" else json_report(results), encoding="utf-8")
+    ok = [r for r in results if not r.error]
+    faces = [m for r in ok for _, m in r.faces]
+    named = sum(m.known for m in faces)
+    cached = sum(r.cached for r in ok)
+    _warn(f"tagged {len(ok)} of {len(results)} photo(s) in {elapsed:.1f} s ({len(results) / max(elapsed, 1e-9):.1f} photos/s): "
+          f"{len(faces)} face(s), {named} named, {len(faces) - named} unknown; "
+          f"{cached} from cache, {len(ok) - cached} processed; {len(failed)} failed"
+          + "".join(f" -> {r}" for r in reports))
+    if failed:
+        _warn(f"{len(failed)} file(s) failed:")
+        for _, reason in failed:
+            print(f"  {reason}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _default_workers() -> int:
+    return 0
+
+
 def cmd_people(args: argparse.Namespace) -> int:
     from facerec.gallery import Gallery
 
@@ -264,6 +386,31 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="print JSON instead of CSV lines")
     i.add_argument("--no-recursive", dest="recursive", action="store_false", help="do not search sub-folders")
     i.set_defaults(func=cmd_identify)
+
+    tg = sub.add_parser("tag", parents=[common, model, thresh], help="tag every face in photo folders (reports, XMP, cache)",
+                        description="Find and name every face in the photos under FOLDER (recursively): JPEG, PNG, "
+                                    "WebP, BMP, TIFF, GIF (first frame), HEIC with pillow-heif. Bad files are reported "
+                                    "and skipped; originals are never modified.", epilog=EPILOG_TAG,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    tg.add_argument("paths", nargs="+", metavar="FOLDER", help="folders (searched recursively) or photos")
+    tg.add_argument("--no-recursive", dest="recursive", action="store_false", help="do not search sub-folders")
+    tg.add_argument("--report", action="append", metavar="FILE",
+                    help="write a report: FILE.csv (one row per face) or FILE.json (per photo, with failures); repeatable")
+    tg.add_argument("--annotate", metavar="DIR", help="write copies of the photos with boxes and names into DIR (JPEG)")
+    tg.add_argument("--xmp", action="store_true",
+                    help="write an XMP sidecar beside each photo (face regions + people keywords), merged into an existing one")
+    tg.add_argument("--xmp-style", choices=["ext", "stem"], default="ext",
+                    help="ext: PHOTO.jpg.xmp (digiKam, darktable, Immich; default); stem: PHOTO.xmp (Lightroom)")
+    tg.add_argument("--xmp-unknown", action="store_true", help="also write unnamed regions for unknown faces")
+    tg.add_argument("--cache", metavar="PATH", help="tag cache file (default: CACHE_DIR/tags.sqlite)")
+    tg.add_argument("--no-cache", action="store_true", help="neither read nor write the tag cache")
+    tg.add_argument("--workers", type=int, metavar="N",
+                    help="worker processes for decoding and detection (0: in the main process; default: see README)")
+    tg.add_argument("--engine", choices=["local", "ray"], default="local",
+                    help="local (default) or ray: the per-photo work as Ray tasks (pip install 'facerec[ray]')")
+    tg.add_argument("--ray-address", metavar="ADDR",
+                    help="Ray cluster to join, e.g. ray://head:10001 (default: $RAY_ADDRESS, else a local Ray)")
+    tg.set_defaults(func=cmd_tag)
 
     pe = sub.add_parser("people", parents=[common], help="list, remove or rename enrolled people",
                         description="people list (prints `name,photos`) | people remove NAME | people rename OLD NEW")

@@ -113,7 +113,7 @@ def test_cli_identify_on_empty_gallery_fails_clearly(cli_env, capsys):
 
 
 def test_help_explains_every_command(capsys):
-    for cmd in ["enroll", "identify", "people", "train-head", "eval"]:
+    for cmd in ["enroll", "identify", "tag", "people", "train-head", "eval"]:
         with pytest.raises(SystemExit) as e:
             cli.main([cmd, "--help"])
         assert e.value.code == 0

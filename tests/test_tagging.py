@@ -72,3 +72,110 @@ def test_reports_of_nothing_are_valid():
     assert csv_report([]) == "path,face,name,score,x,y,w,h\n"
     assert json.loads(json_report([PhotoResult(Path("x.jpg"), error="x.jpg: file is empty")]))["failed"] == [
         {"path": "x.jpg", "error": "x.jpg: file is empty"}]
+
+
+# -- facerec tag ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def tag_env(recognizer, monkeypatch, tmp_path):
+    """The CLI over the fake detector and tiny embedder, Ann and Bob enrolled, cache in tmp."""
+    from facerec import cli
+    from facerec.pipeline import FaceRecognizer
+
+    def make(args):
+        return FaceRecognizer(cli._settings(args), detector=recognizer.detector, embedder=recognizer.embedder)
+
+    monkeypatch.setattr(cli, "_recognizer", make)
+    monkeypatch.setenv("FACEREC_CACHE_DIR", str(tmp_path / "cache"))
+    gallery = tmp_path / "g"
+    monkeypatch.setenv("FACEREC_GALLERY", str(gallery))
+    rec = make(cli.build_parser().parse_args(["identify", "x"]))
+    _enrol(rec)
+    return tmp_path
+
+
+def _save(img_array, path: Path, fmt: str, **kw) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(img_array).save(path, format=fmt, **kw)
+
+
+def _snapshot(root: Path) -> dict:
+    return {str(p): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _rows(out: str) -> list[list[str]]:
+    return [r for r in csv.reader(io.StringIO(out))]
+
+
+def test_tag_reads_every_format_recursively_and_never_touches_originals(tag_env, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from facerec import cli
+
+    d = tag_env / "photos"
+    photo = synthetic_photo([1, 2], seed=3)
+    _save(photo, d / "p.png", "PNG")
+    _save(photo, d / "deep" / "er" / "p.jpg", "JPEG", quality=100, subsampling=0)
+    _save(photo, d / "p.webp", "WEBP", lossless=True)
+    _save(photo, d / "p.bmp", "BMP")
+    _save(photo, d / "p.tiff", "TIFF")
+    frames = [Image.fromarray(photo), Image.fromarray(synthetic_photo([9], seed=1))]
+    frames[0].save(d / "p.gif", save_all=True, append_images=frames[1:], optimize=False)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # displayed = stored rotated 90 degrees clockwise
+    Image.fromarray(np.ascontiguousarray(np.rot90(photo, k=1))).save(d / "rot.png", exif=exif)
+    (d / "notes.txt").write_text("not a photo, not listed")
+    before = _snapshot(d)
+
+    code = cli.main(["tag", str(d), "-q", "--report", str(tag_env / "r.csv"), "--report", str(tag_env / "r.json"),
+                     "--annotate", str(tag_env / "ann")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert _snapshot(d) == before  # bytes and mtimes unchanged, nothing added
+    rows = _rows(out)
+    by_photo: dict[str, list] = {}
+    for r in rows:
+        by_photo.setdefault(Path(r[0]).name, []).append(r)
+    assert set(by_photo) == {"p.png", "p.jpg", "p.webp", "p.bmp", "p.tiff", "p.gif", "rot.png"}
+    for name, rs in by_photo.items():
+        rs.sort(key=lambda r: int(r[4]))
+        assert len(rs) == 2, name
+        if name != "p.jpg":  # JPEG ringing on black blurs the fake detector's boxes and the tiny embedder's names
+            assert [r[2] for r in rs] == ["Ann", "Bob"], name
+        tol = 10 if name == "p.jpg" else 1
+        assert [int(v) for v in rs[0][4:]] == pytest.approx([30, 20, 48, 48], abs=tol), name  # displayed pixels
+    assert (tag_env / "r.csv").read_text().splitlines()[0] == "path,face,name,score,x,y,w,h"
+    assert len(_rows((tag_env / "r.csv").read_text())) == len(rows) + 1
+    doc = json.loads((tag_env / "r.json").read_text())
+    assert doc["summary"]["photos"] == 7 and doc["failed"] == []
+    assert {(p["width"], p["height"]) for p in doc["photos"]} == {(photo.shape[1], photo.shape[0])}
+    ann = sorted(p.relative_to(tag_env / "ann").as_posix() for p in (tag_env / "ann").rglob("*") if p.is_file())
+    assert ann == ["deep/er/p.jpg", "p.bmp.jpg", "p.gif.jpg", "p.png.jpg", "p.tiff.jpg", "p.webp.jpg", "rot.png.jpg"]
+    drawn = np.asarray(Image.open(tag_env / "ann" / "p.png.jpg"))
+    assert drawn.shape == photo.shape and (drawn != photo).any()
+    assert "tagged 7 of 7 photo(s)" in err and "14 face(s)" in err
+
+
+def test_tag_failures_give_exit_code_and_reasons(tag_env, capsys):
+    from facerec import cli
+
+    d = tag_env / "photos"
+    _save(synthetic_photo([1], seed=2), d / "ok.png", "PNG")
+    (d / "empty.jpg").write_bytes(b"")
+    code = cli.main(["tag", str(d), "-q", "--report", str(tag_env / "r.json")])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert [r[2] for r in _rows(out)] == ["Ann"]
+    assert "1 failed" in err and "empty.jpg: file is empty" in err
+    assert json.loads((tag_env / "r.json").read_text())["failed"][0]["error"].endswith("empty.jpg: file is empty")
+
+
+def test_tag_refuses_a_bad_report_name(tag_env, capsys):
+    from facerec import cli
+
+    assert cli.main(["tag", str(tag_env), "--report", "out.txt"]) != 0
+    assert "must end in .csv or .json" in capsys.readouterr().err
