@@ -14,15 +14,18 @@ Importing this package loads no model; models load on first use.
 
 from facerec.align import align_face, crop_box, face_crop, similarity_transform
 from facerec.classify import CosineMatcher, calibrate_threshold
+from facerec.cluster import UnknownGroup, cluster_unknown, enroll_cluster, write_contact_sheet
 from facerec.detect import Detector, MTCNNDetector, OpenCVDetector, make_detector
 from facerec.embed import BACKBONES, Backbone, Embedder, build_base, build_head, l2_normalize, load_embedder
 from facerec.errors import (
+    ClusterError,
     ConfigError,
     EmptyGalleryError,
     FaceRecError,
     ImageError,
     InvalidNameError,
     ManyFacesError,
+    MetadataError,
     ModelUnavailableError,
     NoFaceError,
     PersonExistsError,
@@ -34,6 +37,7 @@ from facerec.pipeline import FaceRecognizer, pick_face
 from facerec.settings import Settings
 from facerec.tagging import PhotoResult, find_photos, identify_files
 from facerec.types import UNKNOWN, Face, Match
+from facerec.xmp import write_sidecar
 from facerec.video import LiveProcessor, LiveSnapshot, Presence, TrackedFace
 
 __version__ = "0.1.0"
@@ -46,4 +50,6 @@ __all__ = [
     "build_head", "calibrate_threshold", "crop_box", "decode_image", "face_crop", "find_photos", "identify_files",
     "l2_normalize", "load_embedder", "load_image", "make_detector", "pick_face", "similarity_transform",
     "validate_name", "LiveProcessor", "LiveSnapshot", "Presence", "TrackedFace",
+    "ClusterError", "MetadataError", "UnknownGroup", "cluster_unknown", "enroll_cluster", "write_contact_sheet",
+    "write_sidecar",
 ]

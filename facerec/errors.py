@@ -71,3 +71,9 @@ class MetadataError(FaceRecError):
     """An XMP sidecar is malformed, or cannot be read or written (the file is left as it was)."""
 
     exit_code = 2
+
+
+class ClusterError(FaceRecError):
+    """A cluster file is missing or unreadable, or has no group with the given label."""
+
+    exit_code = 4

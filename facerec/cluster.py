@@ -1,0 +1,473 @@
+"""Grouping the unknown faces of a run, contact sheets, and enrolling a whole group at once.
+
+After a tagging run, the faces nobody is enrolled as are grouped by their
+identity vectors (:func:`cluster_unknown`: average-linkage agglomerative
+clustering on cosine distance) into ``unknown_1`` (the biggest group),
+``unknown_2``, ... Each group gets a contact sheet of its face crops, and the
+groups are saved to a cluster file (JSON, with the vectors beside it as
+``.npy``) so that ``facerec enroll-cluster unknown_3 --name NAME`` can enrol
+every face of a group in one step (:func:`enroll_cluster`).
+
+The cluster file (default ``<gallery>/.facerec/clusters/clusters.json``)::
+
+    {"format": 1, "threshold": 0.5, "model": "<embedder key>", "vectors": "vectors-<id>.npy",
+     "groups": [{"label": "unknown_1", "sheet": "unknown_1.jpg",
+                 "members": [{"photo": "/abs/IMG_1.jpg", "box": [x, y, w, h], "row": 0,
+                              "bytes": 123456, "mtime_ns": 1700000000000000000}]}]}
+
+``row`` indexes the ``(N, D)`` float32 vectors file; boxes are pixels of the
+photo as displayed (EXIF-rotated).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+import numpy as np
+
+from facerec.errors import ClusterError, ConfigError, FaceRecError, ImageError
+from facerec.gallery import INDEX_DIR, validate_name
+from facerec.types import Face
+
+if TYPE_CHECKING:
+    from facerec.pipeline import FaceRecognizer
+    from facerec.tagging import PhotoResult
+
+FORMAT = 1
+LABEL_PREFIX = "unknown_"
+CLUSTERS_DIR = "clusters"
+CLUSTERS_FILE = "clusters.json"
+MAX_AVERAGE_LINKAGE = 8000  # above this many faces, pairwise distances (N^2/2 float64) get too big
+_BLOCK = 2048
+
+
+# -- clustering (pure) -------------------------------------------------------------------
+
+
+def cluster_unknown(vectors: np.ndarray, threshold: float, method: str = "auto") -> np.ndarray:
+    """Group face vectors that belong to the same (unenrolled) person.
+
+    Args:
+        vectors: ``(N, D)`` float32 L2-normalised identity vectors.
+        threshold: cosine similarity in [0, 1]; ``"average"``: two groups merge
+            while the mean similarity between their members is above it (use
+            the recognition threshold); ``"graph"``: faces at or above it are
+            linked and each connected set is a group (single linkage, can chain).
+        method: ``"average"``, ``"graph"``, or ``"auto"`` (average up to
+            :data:`MAX_AVERAGE_LINKAGE` faces, graph above).
+
+    Returns:
+        ``(N,)`` int64 group of each vector, ``0`` the biggest group, then by
+        decreasing size (ties: the group whose first member comes first).
+        Faces like no other are groups of one.
+
+    Raises:
+        ConfigError: threshold outside [0, 1], unknown method, or bad shape.
+    """
+    X = np.asarray(vectors, dtype=np.float32)
+    if X.ndim != 2:
+        raise ConfigError(f"vectors must be (N, D), got shape {X.shape}")
+    if not 0.0 <= threshold <= 1.0:
+        raise ConfigError(f"cluster threshold must be in [0, 1], got {threshold}")
+    if method == "auto":
+        method = "average" if len(X) <= MAX_AVERAGE_LINKAGE else "graph"
+    if method not in ("average", "graph"):
+        raise ConfigError(f"unknown clustering method {method!r}; choose average, graph or auto")
+    if len(X) == 0:
+        return np.zeros(0, dtype=np.int64)
+    if len(X) == 1:
+        return np.zeros(1, dtype=np.int64)
+    X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+    if method == "average":
+        from sklearn.cluster import AgglomerativeClustering
+
+        raw = AgglomerativeClustering(n_clusters=None, metric="cosine", linkage="average",
+                                      distance_threshold=max(1.0 - threshold, 1e-9)).fit_predict(X)
+    else:
+        raw = _graph_components(X, threshold)
+    return _relabel_by_size(raw)
+
+
+def _graph_components(X: np.ndarray, threshold: float) -> np.ndarray:
+    """Connected components of the graph linking vectors with cosine >= threshold (blockwise, sparse)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    rows, cols = [], []
+    for start in range(0, len(X), _BLOCK):
+        sims = X[start:start + _BLOCK] @ X.T
+        r, c = np.nonzero(sims >= threshold)
+        rows.append(r + start)
+        cols.append(c)
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    graph = coo_matrix((np.ones(len(r), dtype=np.int8), (r, c)), shape=(len(X), len(X)))
+    return connected_components(graph, directed=False)[1]
+
+
+def _relabel_by_size(raw: np.ndarray) -> np.ndarray:
+    ids, first, counts = np.unique(raw, return_index=True, return_counts=True)
+    order = sorted(range(len(ids)), key=lambda i: (-counts[i], first[i]))
+    new = np.empty(len(ids), dtype=np.int64)
+    new[order] = np.arange(len(ids))
+    return new[np.searchsorted(ids, raw)]
+
+
+# -- groups ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Member:
+    """One unknown face: where it is.
+
+    Attributes:
+        photo: the photo file.
+        box: ``(x, y, w, h)`` in displayed-photo pixels.
+        bytes: the photo's size in bytes when clustered (``-1`` if unknown).
+        mtime_ns: its modification time when clustered (``-1`` if unknown).
+    """
+
+    photo: Path
+    box: tuple[float, float, float, float]
+    bytes: int = -1
+    mtime_ns: int = -1
+
+    def unchanged(self) -> bool:
+        """Whether the photo still has the size and modification time it had when clustered."""
+        try:
+            st = self.photo.stat()
+        except OSError:
+            return False
+        return st.st_size == self.bytes and st.st_mtime_ns == self.mtime_ns
+
+
+@dataclass(frozen=True, eq=False)
+class UnknownGroup:
+    """A group of unknown faces that look like one person.
+
+    Attributes:
+        label: ``unknown_1``, ``unknown_2``, ... (1 = biggest group).
+        members: the faces, in run order.
+        vectors: ``(len(members), D)`` float32 identity vectors, or ``None``.
+    """
+
+    label: str
+    members: tuple[Member, ...]
+    vectors: np.ndarray | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+
+def collect_unknown(results: Iterable["PhotoResult"]) -> tuple[list[Member], np.ndarray]:
+    """The unknown faces of tagging results that carry vectors.
+
+    Args:
+        results: :class:`facerec.tagging.PhotoResult` items (failed photos are skipped).
+
+    Returns:
+        ``(members, vectors)``: one :class:`Member` per unknown face and their
+        ``(N, D)`` float32 vectors (``(0, 0)`` when there is none). Faces
+        without a vector are left out.
+    """
+    members, vecs = [], []
+    for res in results:
+        if res.error:
+            continue
+        stat = None
+        for face, match in res.faces:
+            if match.known or face.vector is None:
+                continue
+            if stat is None:
+                try:
+                    st = Path(res.path).stat()
+                    stat = (st.st_size, st.st_mtime_ns)
+                except OSError:
+                    stat = (-1, -1)
+            members.append(Member(Path(res.path), tuple(float(v) for v in face.box), *stat))
+            vecs.append(np.asarray(face.vector, dtype=np.float32))
+    X = np.stack(vecs) if vecs else np.zeros((0, 0), dtype=np.float32)
+    return members, X
+
+
+def group_unknown(members: Sequence[Member], vectors: np.ndarray, threshold: float,
+                  method: str = "auto") -> list[UnknownGroup]:
+    """Cluster unknown faces into labelled groups, biggest first (see :func:`cluster_unknown`)."""
+    if len(members) != len(vectors):
+        raise ConfigError(f"{len(members)} members but {len(vectors)} vectors")
+    if not members:
+        return []
+    labels = cluster_unknown(vectors, threshold, method)
+    groups = []
+    for g in range(int(labels.max()) + 1):
+        idx = np.flatnonzero(labels == g)
+        groups.append(UnknownGroup(f"{LABEL_PREFIX}{g + 1}", tuple(members[i] for i in idx),
+                                   np.asarray(vectors, dtype=np.float32)[idx]))
+    return groups
+
+
+# -- contact sheets ------------------------------------------------------------------------
+
+
+def write_contact_sheet(group: UnknownGroup, out_path: Path, tile: int = 112, columns: int = 6,
+                        max_faces: int = 48, quality: int = 90) -> int:
+    """Save a JPEG grid of a group's face crops, under a caption with its label.
+
+    Args:
+        group: the group.
+        out_path: JPEG file to write (replaced atomically).
+        tile: side of each square crop in pixels.
+        columns: crops per row (fewer when the group is smaller).
+        max_faces: at most this many crops (the first members).
+        quality: JPEG quality.
+
+    Returns:
+        The number of crops on the sheet; members whose photo cannot be read
+        are left out. Nothing is written when no member could be read.
+    """
+    import cv2
+
+    from facerec.align import crop_box
+    from facerec.images import encode_jpeg, load_image
+
+    crops, images = [], {}
+    for m in group.members[:max_faces]:
+        if m.photo not in images:
+            try:
+                images = {m.photo: load_image(m.photo)}  # members come grouped by photo often; keep one
+            except (ImageError, MemoryError):
+                images = {m.photo: None}
+        image = images[m.photo]
+        if image is not None:
+            crops.append(crop_box(image, m.box, tile, margin=0.2))
+    if not crops:
+        return 0
+    cols = min(columns, len(crops))
+    rows = math.ceil(len(crops) / cols)
+    header = 28
+    sheet = np.full((header + rows * tile, cols * tile, 3), 255, dtype=np.uint8)
+    for i, crop in enumerate(crops):
+        r, c = divmod(i, cols)
+        sheet[header + r * tile:header + (r + 1) * tile, c * tile:(c + 1) * tile] = crop
+    more = len(group.members) - len(crops)
+    caption = f"{group.label}: {len(group.members)} face(s)" + (f", {more} not shown" if more else "")
+    cv2.putText(sheet, caption, (4, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_bytes(encode_jpeg(sheet, quality))
+    os.replace(tmp, out_path)
+    return len(crops)
+
+
+# -- cluster files ---------------------------------------------------------------------------
+
+
+def default_clusters_file(gallery: Path) -> Path:
+    """``<gallery>/.facerec/clusters/clusters.json``."""
+    return Path(gallery) / INDEX_DIR / CLUSTERS_DIR / CLUSTERS_FILE
+
+
+def save_clusters(groups: Sequence[UnknownGroup], path: Path, threshold: float, model: str,
+                  sheets: bool = True) -> Path:
+    """Write the cluster file, its vectors and (by default) one contact sheet per group.
+
+    Everything goes into ``path``'s folder: ``clusters.json``, ``vectors-<id>.npy``
+    and ``unknown_<n>.jpg``. The JSON is replaced last and atomically, so a
+    reader sees the old run or the new one, never a mix; vectors and sheets of
+    the previous run are then removed.
+
+    Args:
+        groups: from :func:`group_unknown` (each with ``vectors``).
+        path: the JSON file to write.
+        threshold: the clustering threshold used (recorded).
+        model: the embedder key that made the vectors (recorded; vectors are
+            reused at enrolment only when the recogniser's key matches).
+        sheets: also write contact sheets.
+
+    Returns:
+        ``path``.
+    """
+    path = Path(path)
+    folder = path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    vec_name = f"vectors-{uuid.uuid4().hex[:12]}.npy"
+    vecs = [g.vectors for g in groups if g.vectors is not None and len(g.vectors)]
+    X = np.concatenate(vecs).astype(np.float32) if vecs else np.zeros((0, 0), dtype=np.float32)
+    tmp = folder / f".{vec_name}.tmp"
+    with open(tmp, "wb") as f:
+        np.save(f, X)
+    os.replace(tmp, folder / vec_name)
+    out_groups, row = [], 0
+    for g in groups:
+        sheet = f"{g.label}.jpg"
+        if sheets and write_contact_sheet(g, folder / sheet) == 0:
+            sheet = None
+        members = []
+        for i, m in enumerate(g.members):
+            has_vec = g.vectors is not None and i < len(g.vectors)
+            members.append({"photo": str(Path(m.photo).resolve()), "box": [round(float(v), 2) for v in m.box],
+                            "row": row if has_vec else None, "bytes": m.bytes, "mtime_ns": m.mtime_ns})
+            row += has_vec
+        out_groups.append({"label": g.label, "sheet": sheet if sheets else None, "members": members})
+    doc = {"format": FORMAT, "threshold": float(threshold), "model": model, "vectors": vec_name,
+           "groups": out_groups}
+    tmp = folder / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    tmp.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    keep = {vec_name} | {g["sheet"] for g in out_groups if g["sheet"]}
+    for old in folder.iterdir():
+        if old.name not in keep and (re.fullmatch(r"vectors-[0-9a-f]{12}\.npy", old.name)
+                                     or re.fullmatch(rf"{LABEL_PREFIX}\d+\.jpg", old.name)):
+            old.unlink(missing_ok=True)
+    return path
+
+
+@dataclass(frozen=True)
+class ClusterFile:
+    """A loaded cluster file: its groups and how they were made."""
+
+    path: Path
+    groups: tuple[UnknownGroup, ...]
+    threshold: float
+    model: str
+
+    def group(self, label: str) -> UnknownGroup:
+        """The group called ``label``.
+
+        Raises:
+            ClusterError: no such group (the message lists the labels there are).
+        """
+        for g in self.groups:
+            if g.label == label:
+                return g
+        labels = [g.label for g in self.groups]
+        shown = ", ".join(labels[:10]) + (f" ... ({len(labels)} groups)" if len(labels) > 10 else "")
+        raise ClusterError(f"no group {label!r} in {self.path}" + (f"; groups: {shown}" if labels else "; it has no groups"))
+
+
+def load_clusters(path: Path) -> ClusterFile:
+    """Read a cluster file written by :func:`save_clusters`.
+
+    Raises:
+        ClusterError: missing, unreadable or malformed.
+    """
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ClusterError(f"{path}: no cluster file; run `facerec tag FOLDER --cluster-unknown` first") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ClusterError(f"{path}: cannot read cluster file ({exc})") from None
+    try:
+        if doc.get("format") != FORMAT:
+            raise ClusterError(f"{path}: unsupported cluster file format {doc.get('format')!r}")
+        X = None
+        if doc.get("vectors"):
+            try:
+                X = np.load(path.parent / doc["vectors"], allow_pickle=False)
+            except (OSError, ValueError):
+                X = None  # vectors gone: members are re-detected and embedded at enrolment
+        groups = []
+        for g in doc["groups"]:
+            members = tuple(Member(Path(m["photo"]), tuple(float(v) for v in m["box"]), int(m.get("bytes", -1)),
+                                   int(m.get("mtime_ns", -1))) for m in g["members"])
+            rows = [m.get("row") for m in g["members"]]
+            vecs = None
+            if X is not None and X.ndim == 2 and rows and all(isinstance(r, int) and 0 <= r < len(X) for r in rows):
+                vecs = X[rows].astype(np.float32)
+            groups.append(UnknownGroup(str(g["label"]), members, vecs))
+        return ClusterFile(path, tuple(groups), float(doc["threshold"]), str(doc["model"]))
+    except ClusterError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ClusterError(f"{path}: malformed cluster file ({type(exc).__name__}: {exc})") from None
+
+
+# -- enrolment -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClusterEnrolment:
+    """What :func:`enroll_cluster` did.
+
+    Attributes:
+        name: the person the group was enrolled as.
+        enrolled: photos newly enrolled.
+        duplicates: photos that were already enrolled for this person.
+        skipped: ``(photo, reason)`` for members that could not be enrolled
+            (photo gone or unreadable, face no longer found).
+    """
+
+    name: str
+    enrolled: tuple[Path, ...]
+    duplicates: tuple[Path, ...]
+    skipped: tuple[tuple[Path, str], ...]
+
+
+def _iou(a, b) -> float:
+    from facerec.pipeline import iou
+
+    return iou(a, b)
+
+
+def enroll_cluster(recognizer: "FaceRecognizer", label: str, name: str,
+                   clusters_file: Path | None = None) -> ClusterEnrolment:
+    """Enrol every face of one unknown group as ``name``.
+
+    Each member's photo is enrolled with that member's face: its stored vector
+    when the photo is unchanged and the recogniser's embedder made the vectors,
+    else the face is detected again (the detection overlapping the stored box
+    best, IoU >= 0.3) and embedded. Members that fail are reported, not fatal.
+
+    Args:
+        recognizer: the recogniser whose gallery receives the photos.
+        label: e.g. ``"unknown_3"``.
+        name: the person (validated; created if new).
+        clusters_file: default ``<gallery>/.facerec/clusters/clusters.json``.
+
+    Raises:
+        InvalidNameError: bad name. ClusterError: no cluster file or no such
+        label. In both cases the gallery is unchanged.
+    """
+    from facerec.images import decode_image, read_bytes
+
+    name = validate_name(name)
+    clusters = load_clusters(clusters_file or default_clusters_file(recognizer.gallery.root))
+    group = clusters.group(label)
+    reuse = group.vectors is not None and clusters.model == recognizer.embedder.key
+    enrolled, dups, skipped = [], [], []
+    seen: set[Path] = set()
+    for i, m in enumerate(group.members):
+        if m.photo in seen:
+            skipped.append((m.photo, "another face of this photo is in the group; one face per photo is enrolled"))
+            continue
+        seen.add(m.photo)
+        try:
+            data = read_bytes(m.photo)
+            face = None
+            if reuse and m.unchanged():
+                face = Face(box=m.box, score=1.0, vector=group.vectors[i])
+            else:
+                image = decode_image(data, str(m.photo))
+                found = recognizer.detector.detect(image)
+                best = max(found, key=lambda f: _iou(f.box, m.box), default=None)
+                if best is None or _iou(best.box, m.box) < 0.3:
+                    skipped.append((m.photo, "the face is no longer found in this photo"))
+                    continue
+                face = recognizer.embed(recognizer.align(image, [best]))[0]
+                if reuse and float(face.vector @ group.vectors[i]) < clusters.threshold:
+                    skipped.append((m.photo, "the face there no longer looks like this group's (photo changed)"))
+                    continue
+            result = recognizer.enroll(name, data, source=str(m.photo), face=face)
+        except FaceRecError as exc:
+            skipped.append((m.photo, str(exc)))
+            continue
+        (dups if result.duplicate else enrolled).append(m.photo)
+    return ClusterEnrolment(name, tuple(enrolled), tuple(dups), tuple(skipped))
