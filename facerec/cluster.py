@@ -402,7 +402,8 @@ class ClusterEnrolment:
         enrolled: photos newly enrolled.
         duplicates: photos that were already enrolled for this person.
         skipped: ``(photo, reason)`` for members that could not be enrolled
-            (photo gone or unreadable, face no longer found).
+            (photo gone or unreadable, face no longer found); the reason does
+            not repeat the path.
     """
 
     name: str
@@ -467,7 +468,8 @@ def enroll_cluster(recognizer: "FaceRecognizer", label: str, name: str,
                     continue
             result = recognizer.enroll(name, data, source=str(m.photo), face=face)
         except FaceRecError as exc:
-            skipped.append((m.photo, str(exc)))
+            reason = str(exc)
+            skipped.append((m.photo, reason.removeprefix(f"{m.photo}: ")))
             continue
         (dups if result.duplicate else enrolled).append(m.photo)
     return ClusterEnrolment(name, tuple(enrolled), tuple(dups), tuple(skipped))
