@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from pathlib import Path
 
@@ -12,14 +13,17 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from facerec.errors import ImageError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".pgm", ".ppm", ".heic", ".heif"})
-MAX_PIXELS = 250_000_000
+MAX_PIXELS = 100_000_000
+"""Largest photo decoded, in pixels (100 megapixels: 300 MB as RGB). Checked from the
+file header, before any pixel is decoded, so a 20000x20000 file costs nothing."""
 
 try:  # optional HEIC support
     from pillow_heif import register_heif_opener  # type: ignore
 
     register_heif_opener()
+    _HEIF = True
 except ImportError:  # pragma: no cover - optional
-    pass
+    _HEIF = False
 
 
 def is_image_path(path: Path) -> bool:
@@ -27,35 +31,56 @@ def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def decode_image(data: bytes, name: str = "image") -> np.ndarray:
+def _too_large(name: str, width: int, height: int, max_pixels: int) -> ImageError:
+    return ImageError(f"{name}: image too large ({width}x{height} pixels = {width * height / 1e6:g} megapixels; "
+                      f"the limit is {max_pixels / 1e6:g} megapixels)")
+
+
+def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode image bytes into an RGB uint8 array ``(H, W, 3)``, EXIF-rotated.
 
+    Any Pillow format (HEIC with pillow-heif); the first frame of an animation;
+    greyscale, palette, CMYK and alpha images converted to RGB (alpha dropped);
+    16-bit and float images scaled to 8 bits.
+
+    Args:
+        data: the file's bytes.
+        name: the photo's name for messages.
+        max_pixels: refuse larger images, judged from the header before decoding.
+
     Raises:
-        ImageError: empty, truncated, too large or not an image.
+        ImageError: empty, truncated, too large or not an image (message starts with ``name``).
     """
     if not data:
         raise ImageError(f"{name}: file is empty")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # the size is checked against max_pixels below, before decoding
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as img:
-                if img.width * img.height > MAX_PIXELS:
-                    raise ImageError(f"{name}: image too large ({img.width}x{img.height} pixels)")
+                if img.width * img.height > max_pixels:
+                    raise _too_large(name, img.width, img.height, max_pixels)
                 img.seek(0)
                 img = ImageOps.exif_transpose(img)
                 img.load()
-                if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+                if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
                     arr = np.asarray(img, dtype=np.float64)
-                    arr = (arr / max(float(arr.max()), 1.0) * 255.0).astype(np.uint8)
+                    arr = (np.clip(arr, 0, None) / max(float(arr.max()), 1.0) * 255.0).astype(np.uint8)
                     img = Image.fromarray(arr)
                 rgb = img.convert("RGB")
     except ImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"{name}: image too large to decode safely") from None
+    except Image.DecompressionBombError as exc:  # Pillow's own hard limit, raised from the header
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found.group(1)) / 1e6:g} megapixels" if found else "too many pixels"
+        raise ImageError(f"{name}: image too large ({size}; the limit is {max_pixels / 1e6:g} megapixels)") from None
     except UnidentifiedImageError:
+        if Path(name).suffix.lower() in (".heic", ".heif") and not _HEIF:
+            raise ImageError(f"{name}: HEIC photos need pillow-heif (pip install 'facerec[heic]')") from None
         raise ImageError(f"{name}: not an image file (or an unsupported format)") from None
-    except (OSError, SyntaxError, ValueError) as exc:
+    except MemoryError:
+        raise ImageError(f"{name}: image too large for memory") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"{name}: cannot decode image ({exc})") from None
     return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
 

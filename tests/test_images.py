@@ -41,3 +41,87 @@ def test_bad_files_raise_image_error(tmp_path):
         load_image(tmp_path / "missing.jpg")
     with pytest.raises(ImageError, match="folder"):
         load_image(tmp_path)
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that declares ``width x height`` pixels but holds almost no data (no big allocation)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("side", [12000, 20000])
+def test_huge_images_are_refused_from_the_header(side):
+    import tracemalloc
+
+    tracemalloc.start()
+    with pytest.raises(ImageError, match=r"huge.png: image too large .*limit is 100 megapixels"):
+        decode_image(_png_header(side, side), "huge.png")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 50_000_000  # nothing near the 1.2 GB a decode would need
+
+
+def test_a_lower_pixel_limit_is_honoured():
+    data = _encode(Image.new("RGB", (100, 100)), "PNG")
+    with pytest.raises(ImageError, match="100x100 pixels"):
+        decode_image(data, "x.png", max_pixels=5000)
+    assert decode_image(data, "x.png").shape == (100, 100, 3)
+
+
+def test_sixteen_bit_float_alpha_and_bilevel_images_become_rgb8():
+    import cv2
+
+    rgb16 = np.zeros((10, 12, 3), np.uint16)
+    rgb16[..., 2] = 60000  # red in OpenCV's BGR order
+    for ext in (".png", ".tiff"):
+        ok, buf = cv2.imencode(ext, rgb16)
+        arr = decode_image(buf.tobytes(), "deep" + ext)
+        assert arr.shape == (10, 12, 3) and arr.dtype == np.uint8 and tuple(arr[0, 0]) == (234, 0, 0)
+    grey16 = Image.fromarray(np.full((6, 7), 50000, np.uint16))
+    assert decode_image(_encode(grey16, "PNG")).max() == 255  # scaled to the image's range
+    flt = decode_image(_encode(Image.new("F", (5, 4), 3.5), "TIFF"))
+    assert flt.shape == (4, 5, 3) and flt.max() == 255
+    la = decode_image(_encode(Image.new("LA", (8, 8), (200, 0)), "PNG"))
+    assert la.shape == (8, 8, 3) and la[0, 0, 0] == 200  # alpha dropped, pixels kept
+    bw = decode_image(_encode(Image.new("1", (9, 9), 1), "BMP"))
+    assert bw.shape == (9, 9, 3) and bw.min() == 255
+
+
+def test_gif_first_frame_and_heic_message():
+    frames = [Image.new("RGB", (10, 10), c) for c in ((255, 0, 0), (0, 0, 255))]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:])
+    arr = decode_image(buf.getvalue(), "anim.gif")
+    assert arr[0, 0, 0] > 200 and arr[0, 0, 2] < 50
+    from facerec import images
+
+    if not images._HEIF:
+        with pytest.raises(ImageError, match="pillow-heif"):
+            decode_image(b"\x00\x00\x00\x18ftypheic" + b"\x00" * 64, "phone.heic")
+
+
+def test_permission_denied_and_broken_links_are_image_errors(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    photo = tmp_path / "locked.jpg"
+    photo.write_bytes(_encode(Image.new("RGB", (8, 8)), "JPEG"))
+    real = Path.read_bytes
+
+    def deny(self):
+        if self.name == "locked.jpg":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", deny)
+    with pytest.raises(ImageError, match="locked.jpg: permission denied"):
+        load_image(photo)
+    link = tmp_path / "gone.jpg"
+    link.symlink_to(tmp_path / "nowhere.jpg")
+    with pytest.raises(ImageError, match="gone.jpg: no such file"):
+        load_image(link)

@@ -179,3 +179,54 @@ def test_tag_refuses_a_bad_report_name(tag_env, capsys):
 
     assert cli.main(["tag", str(tag_env), "--report", "out.txt"]) != 0
     assert "must end in .csv or .json" in capsys.readouterr().err
+
+
+def test_bad_files_are_reported_with_reasons_and_the_run_goes_on(tag_env, capsys, monkeypatch):
+    import numpy as np
+    from PIL import Image
+
+    from facerec import cli
+
+    from test_images import _png_header
+
+    d = tag_env / "photos"
+    photo = synthetic_photo([1, 2], seed=4)
+    _save(photo, d / "good.png", "PNG")
+    Image.fromarray(photo).convert("CMYK").save(d / "cmyk.tiff")
+    Image.fromarray(photo).convert("RGBA").save(d / "alpha.png")
+    Image.fromarray(photo).convert("L").save(d / "grey.png")
+    Image.fromarray((photo.max(axis=2).astype(np.uint16) * 257)).save(d / "deep16.png")
+    (d / "zero.jpg").write_bytes(b"")
+    good = (d / "good.png").read_bytes()
+    (d / "cut.png").write_bytes(good[: len(good) // 2])
+    (d / "text.jpg").write_bytes(b"this is a text file with a .jpg name")
+    (d / "huge.png").write_bytes(_png_header(20000, 20000))
+    (d / "locked.png").write_bytes(good)
+    (d / "dangling.jpg").symlink_to(d / "deleted.jpg")
+    real = Path.read_bytes
+
+    def deny(self):
+        if self.name == "locked.png":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", deny)
+    code = cli.main(["tag", str(d), "-q", "--report", str(tag_env / "r.json"), "--report", str(tag_env / "r.csv")])
+    out, err = capsys.readouterr()
+    assert code == 1
+    reasons = {Path(f["path"]).name: f["error"] for f in json.loads((tag_env / "r.json").read_text())["failed"]}
+    assert reasons.keys() == {"zero.jpg", "cut.png", "text.jpg", "huge.png", "locked.png", "dangling.jpg"}
+    expected = {"zero.jpg": "file is empty", "cut.png": "cannot decode", "text.jpg": "not an image",
+                "huge.png": "image too large (400 megapixels", "locked.png": "permission denied",
+                "dangling.jpg": "no such file (or a broken link)"}
+    for name, why in expected.items():
+        assert why in reasons[name], (name, reasons[name])
+        assert why in err  # the summary lists each failure
+    assert "6 failed" in err
+    found = {}
+    for r in _rows(out):
+        found.setdefault(Path(r[0]).name, []).append(r[2])
+    assert set(found) == {"good.png", "cmyk.tiff", "alpha.png", "grey.png", "deep16.png"}
+    assert all(len(v) == 2 for v in found.values())
+    for name in ("good.png", "cmyk.tiff", "alpha.png"):
+        assert sorted(found[name]) == ["Ann", "Bob"], name
