@@ -230,3 +230,132 @@ def test_bad_files_are_reported_with_reasons_and_the_run_goes_on(tag_env, capsys
     assert all(len(v) == 2 for v in found.values())
     for name in ("good.png", "cmyk.tiff", "alpha.png"):
         assert sorted(found[name]) == ["Ann", "Bob"], name
+
+
+# -- the tag cache -------------------------------------------------------------------
+
+
+class _NoDetector:
+    """A detector that must not be needed (every photo should come from the cache)."""
+
+    name = "blobs"
+
+    def detect(self, image):
+        raise AssertionError("detection ran on a cached photo")
+
+    def detect_many(self, images):
+        raise AssertionError("detection ran on a cached photo")
+
+
+@pytest.fixture
+def many_photos(tmp_path):
+    d = tmp_path / "many"
+    d.mkdir()
+    for i in range(20):
+        people = [[1], [2], [1, 2], [9], [2, 9, 1]][i % 5]
+        (d / f"{i:02d}.png").write_bytes(png_bytes(synthetic_photo(people, seed=i)))
+    (d / "bad.jpg").write_bytes(b"nope")
+    return d
+
+
+def _table(results) -> str:
+    results = sorted(results, key=lambda r: str(r.path))
+    return csv_report(results) + json.dumps(json.loads(json_report(results))["failed"])
+
+
+def test_second_run_comes_from_the_cache_and_changes_are_retagged(recognizer, settings, many_photos, tmp_path):
+    from facerec.pipeline import FaceRecognizer
+    from facerec.tagcache import TagCache
+    from facerec.tagging import find_photos, tag_photos
+
+    _enrol(recognizer)
+    paths = list(find_photos([many_photos]))
+    plain = list(tag_photos(recognizer, paths))
+    with TagCache(tmp_path / "tags.sqlite") as cache:
+        first = list(tag_photos(recognizer, paths, cache=cache))
+        assert _table(first) == _table(plain) and not any(r.cached for r in first)
+        blind = FaceRecognizer(settings, detector=_NoDetector(), embedder=recognizer.embedder)
+        second = list(tag_photos(blind, paths, cache=cache))
+        assert _table(second) == _table(first)
+        assert sum(r.cached for r in second) == 20  # the bad file is tried again, and fails again
+
+        (many_photos / "03.png").write_bytes(png_bytes(synthetic_photo([1], seed=99)))  # edited photo
+        third = {r.path.name: r for r in tag_photos(recognizer, paths, cache=cache)}
+        assert not third["03.png"].cached and [m.name for _, m in third["03.png"].faces] == ["Ann"]
+        assert sum(r.cached for r in third.values()) == 19
+
+        before = {r.path.name: sorted(m.name for _, m in r.faces) for r in third.values()}
+        recognizer.enroll("Cleo", png_bytes(synthetic_photo([9], seed=0)), source="cleo.png")
+        fourth = {r.path.name: r for r in tag_photos(blind, paths, cache=cache)}  # gallery changed: re-matched only
+        assert sum(r.cached for r in fourth.values()) == 20
+        assert before["08.png"] == [UNKNOWN] and [m.name for _, m in fourth["08.png"].faces] == ["Cleo"]
+        assert sorted(m.name for _, m in fourth["04.png"].faces) == ["Ann", "Bob", "Cleo"]
+
+
+def test_interrupted_run_leaves_a_consistent_cache_and_resumes(recognizer, many_photos, tmp_path):
+    import sqlite3
+
+    from facerec.tagcache import TagCache
+    from facerec.tagging import find_photos, tag_photos
+
+    _enrol(recognizer)
+    paths = list(find_photos([many_photos]))
+    expected = _table(tag_photos(recognizer, paths))
+    db = tmp_path / "tags.sqlite"
+    with TagCache(db) as cache:
+        seen = []
+        with pytest.raises(KeyboardInterrupt):
+            for res in tag_photos(recognizer, paths, cache=cache, batch_size=4):
+                seen.append(res)
+                if len(seen) == 7:
+                    raise KeyboardInterrupt
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    stored = con.execute("SELECT COUNT(*) FROM photos").fetchone()[0]
+    con.close()
+    assert 7 <= stored < 20
+    with TagCache(db) as cache:
+        again = list(tag_photos(recognizer, paths, cache=cache, batch_size=4))
+    assert _table(again) == expected
+    assert sum(r.cached for r in again) == stored
+
+
+def test_pipeline_settings_are_part_of_the_key(recognizer, settings, many_photos, tmp_path):
+    from facerec.pipeline import FaceRecognizer
+    from facerec.tagcache import TagCache
+    from facerec.tagging import find_photos, tag_photos
+
+    _enrol(recognizer)
+    paths = list(find_photos([many_photos]))[:5]
+    with TagCache(tmp_path / "tags.sqlite") as cache:
+        list(tag_photos(recognizer, paths, cache=cache))
+        other = FaceRecognizer(settings.replace(min_face_size=30), detector=recognizer.detector,
+                               embedder=recognizer.embedder)
+        assert not any(r.cached for r in tag_photos(other, paths, cache=cache))
+        assert all(r.cached for r in tag_photos(other, paths, cache=cache))
+
+
+def test_cli_second_run_needs_no_model_and_no_cache_writes_nothing(tag_env, capsys, monkeypatch, recognizer):
+    from facerec import cli
+    from facerec.pipeline import FaceRecognizer
+
+    d = tag_env / "photos"
+    for i in range(5):
+        _save(synthetic_photo([1 + i % 2], seed=i), d / f"{i}.png", "PNG")
+    cache = tag_env / "c.sqlite"
+    assert cli.main(["tag", str(d), "-q", "--no-cache"]) == 0
+    assert not cache.exists() and not (tag_env / "cache" / "tags.sqlite").exists()
+    first_out = capsys.readouterr().out
+    assert cli.main(["tag", str(d), "-q", "--cache", str(cache)]) == 0
+    assert capsys.readouterr().out == first_out
+
+    class NoEmbedder:
+        @property
+        def key(self):
+            raise AssertionError("the embedder was loaded for a fully cached run")
+
+    monkeypatch.setattr(cli, "_recognizer", lambda args: FaceRecognizer(cli._settings(args), detector=_NoDetector(),
+                                                                         embedder=NoEmbedder()))
+    assert cli.main(["tag", str(d), "--cache", str(cache)]) == 0
+    out, err = capsys.readouterr()
+    assert out == first_out and "5 from cache, 0 processed" in err
