@@ -1,9 +1,10 @@
 """Identity vectors: a frozen pretrained base network plus a small trained head.
 
-The registry :data:`BACKBONES` names each base, its input size, the layer the
-head reads from, and its preprocessing. The head (``Dense`` projection +
-``BatchNormalization`` + L2 normalisation) is trained with ``facerec
-train-head`` on cached base features; trained heads ship in ``facerec/heads``.
+The registry :data:`BACKBONES` names each base, its input size, the layer(s)
+the head reads from and how they are pooled, and its preprocessing. The head
+(``Dense`` projection + ``BatchNormalization`` + L2 normalisation) is fitted
+with ``facerec train-head`` on cached base features; trained heads ship in
+``facerec/heads``.
 
 Keras is imported lazily so that ``import facerec`` loads no model.
 """
@@ -44,8 +45,9 @@ class Backbone:
     Attributes:
         name: registry key.
         input_size: square input side in pixels.
-        feature_layer: layer whose output is average-pooled into features
-            (``None``: the network's own output is the feature vector).
+        feature_layer: layer, or tuple of layers, whose outputs are pooled
+            into features and concatenated (``None``: the network's own output
+            is the feature vector).
         zoom: alignment zoom for :func:`facerec.align.face_crop` (< 1: more context).
         preprocess: maps float RGB 0..255 batches to network input.
         threshold: default recognition threshold of the base's own features
@@ -53,6 +55,12 @@ class Backbone:
         description: one line for ``--help`` and the app.
         head_by_default: use the shipped head unless told otherwise (set where
             the evaluation showed the head helps).
+        grid: each feature map is average-pooled over ``grid`` x ``grid``
+            cells (1: global average pooling), keeping coarse spatial layout.
+        power_norm: signed square root of the pooled values, then L2
+            normalisation per cell and per layer (balances cells and layers).
+        head_method: how ``train-head`` fits the head: ``"cosface"`` or ``"lda"``.
+        lda_pca: PCA dimensions kept before LDA.
     """
 
     name: str
@@ -63,6 +71,10 @@ class Backbone:
     threshold: float
     description: str
     head_by_default: bool = True
+    grid: int = 1
+    power_norm: bool = False
+    head_method: str = "cosface"
+    lda_pca: int = 512
 
 
 BACKBONES: dict[str, Backbone] = {
@@ -91,6 +103,47 @@ def get_backbone(name: str) -> Backbone:
 
 
 # --- base networks -------------------------------------------------------------------
+
+
+def _grid_pool_layer():
+    """The pooling layer between a base's feature maps and its head (built lazily)."""
+    import keras
+    from keras import ops
+
+    class GridPool(keras.layers.Layer):
+        """``(N, H, W, C)`` -> ``(N, grid*grid*C)``: means over a grid of cells.
+
+        Cell ``(i, j)`` covers rows ``floor(i*H/g)`` to ``ceil((i+1)*H/g)`` (and
+        the same for columns); cells are laid out row-major, channels last. With
+        ``power_norm``, values get a signed square root, each cell is scaled to
+        unit length, then the whole vector is. No weights.
+        """
+
+        def __init__(self, grid: int = 1, power_norm: bool = False, **kw):
+            super().__init__(**kw)
+            self.grid, self.power_norm = int(grid), bool(power_norm)
+
+        def call(self, x):
+            h, w, c, g = x.shape[1], x.shape[2], x.shape[3], self.grid
+            cells = [ops.mean(x[:, (i * h) // g:-(-(i + 1) * h // g), (j * w) // g:-(-(j + 1) * w // g), :],
+                              axis=(1, 2))
+                     for i in range(g) for j in range(g)]
+            y = ops.stack(cells, axis=1)
+            if self.power_norm:
+                y = ops.sign(y) * ops.sqrt(ops.abs(y))
+                y = y / ops.maximum(ops.norm(y, axis=-1, keepdims=True), 1e-12)
+            y = ops.reshape(y, (-1, g * g * c))
+            if self.power_norm:
+                y = y / ops.maximum(ops.norm(y, axis=-1, keepdims=True), 1e-12)
+            return y
+
+        def compute_output_shape(self, input_shape):
+            return (input_shape[0], self.grid * self.grid * input_shape[3])
+
+        def get_config(self):
+            return {**super().get_config(), "grid": self.grid, "power_norm": self.power_norm}
+
+    return GridPool
 
 
 def _face_resnet_layers():
@@ -216,9 +269,14 @@ def build_base(backbone: Backbone, settings: Settings | None = None, pretrained:
     if backbone.feature_layer is None:
         feats = net(inp, training=False)
     else:
-        sub = keras.Model(net.input, net.get_layer(backbone.feature_layer).output, name=f"{backbone.name}_base")
+        names = (backbone.feature_layer,) if isinstance(backbone.feature_layer, str) else backbone.feature_layer
+        sub = keras.Model(net.input, [net.get_layer(n).output for n in names], name=f"{backbone.name}_base")
         sub.trainable = False
-        feats = keras.layers.GlobalAveragePooling2D(name="pool")(sub(inp, training=False))
+        maps = sub(inp, training=False)
+        maps = maps if isinstance(maps, (list, tuple)) else [maps]
+        GridPool = _grid_pool_layer()
+        pooled = [GridPool(backbone.grid, backbone.power_norm, name=f"pool_{n}")(m) for n, m in zip(names, maps)]
+        feats = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="pool")(pooled)
     model = keras.Model(inp, feats, name=f"{backbone.name}_features")
     model.trainable = False
     return model

@@ -3,10 +3,13 @@
 DATA_DIR holds one folder of photos per person. Faces are detected and
 aligned once; base features are computed once per augmented view (original,
 mirror, shifted + colour-jittered) and cached; then only the small head
-(:func:`facerec.embed.build_head`) trains, with a CosFace loss (softmax over
-identities with a cosine margin). A quarter of the people (and everyone with
-a single photo) are held out to measure the head and calibrate its
-recognition threshold on the open-set protocol of :mod:`facerec.evaluate`.
+(:func:`facerec.embed.build_head`) is fitted, by the backbone's ``head_method``:
+``"cosface"`` trains it with a CosFace loss (softmax over identities with a
+cosine margin); ``"lda"`` fits it in closed form (PCA whitening, then linear
+discriminant analysis) and writes the projection into the same layers. A
+quarter of the people (and everyone with a single photo) are held out to
+measure the head and calibrate its recognition threshold on the open-set
+protocol of :mod:`facerec.evaluate`.
 """
 
 from __future__ import annotations
@@ -121,7 +124,9 @@ def base_features(paths: Sequence[Path], faces: Sequence[Face | None], backbone:
         ``(N, views, F)`` float32; rows of photos without a face are zeros. Cached on disk.
     """
     size = int(base.input_shape[1])
-    key = _cache_key(paths, views, seed, template(size, backbone.zoom).round(3).tolist())
+    pooling = (backbone.feature_layer, backbone.grid, backbone.power_norm)
+    key = _cache_key(paths, views, seed, template(size, backbone.zoom).round(3).tolist(),
+                     *([pooling] if pooling[1:] != (1, False) else []))  # keys of plain-GAP caches unchanged
     cache = cache_dir / "features" / f"{backbone.name}-{size}-{key}.npy"
     if cache.is_file():
         return np.load(cache)
@@ -169,6 +174,70 @@ def _cosface_layer():
     return CosFace
 
 
+def fit_lda(X: np.ndarray, y: Sequence, pca_dim: int = 512, out_dim: int = 128,
+            shrink: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+    """PCA whitening, then linear discriminant analysis, in closed form.
+
+    Fitted on the people with 2+ rows: centre, project on the top ``pca_dim``
+    principal axes scaled to unit variance, whiten the within-person scatter
+    (shrunk by ``shrink`` toward its mean eigenvalue), and keep the
+    ``out_dim`` directions along which the people's means spread most.
+
+    Args:
+        X: ``(N, F)`` features.
+        y: ``(N,)`` person per row.
+
+    Returns:
+        ``(mean, W)``: ``(F,)`` and ``(F, out_dim)`` float32; project with ``(x - mean) @ W``.
+    """
+    _, inv, counts = np.unique(np.asarray(y), return_inverse=True, return_counts=True)
+    keep = counts[inv] >= 2
+    X = np.asarray(X, dtype=np.float64)[keep]
+    inv = np.unique(inv[keep], return_inverse=True)[1]
+    if len(X) < 4 or inv.max() < 1:
+        raise FaceRecError("too little training data: need at least 2 people with 2+ photos each with a face")
+    mu = X.mean(0)
+    Xc = X - mu
+    pca_dim = min(pca_dim, Xc.shape[1], len(Xc) - 1)
+    if Xc.shape[1] <= Xc.shape[0]:
+        evals, evecs = np.linalg.eigh(Xc.T @ Xc / len(Xc))
+        order = np.argsort(evals)[::-1][:pca_dim]
+        P = evecs[:, order] / np.sqrt(np.maximum(evals[order], 1e-12))
+    else:
+        _, sv, vt = np.linalg.svd(Xc, full_matrices=False)
+        P = vt[:pca_dim].T / np.maximum(sv[:pca_dim] / np.sqrt(len(Xc)), 1e-6)
+    Z = Xc @ P
+    n = np.bincount(inv).astype(np.float64)
+    means = np.zeros((len(n), Z.shape[1]))
+    np.add.at(means, inv, Z)
+    means /= n[:, None]
+    within = Z - means[inv]
+    Sw = within.T @ within / len(Z)
+    Sw = (1 - shrink) * Sw + shrink * np.trace(Sw) / len(Sw) * np.eye(len(Sw))
+    ew, vw = np.linalg.eigh(Sw)
+    Wh = vw / np.sqrt(np.maximum(ew, 1e-12))
+    Mb = means @ Wh
+    Sb = (Mb * n[:, None]).T @ Mb / n.sum()
+    eb, vb = np.linalg.eigh(Sb)
+    W = P @ Wh @ vb[:, np.argsort(eb)[::-1][:out_dim]]
+    return mu.astype(np.float32), W.astype(np.float32)
+
+
+def linear_head(mean: np.ndarray, W: np.ndarray):
+    """A :func:`facerec.embed.build_head` model computing ``l2((x - mean) @ W)`` exactly.
+
+    The projection goes into the dense layer; the BatchNorm layer is set to
+    subtract ``mean @ W`` and divide by 1 (moving variance ``1 - epsilon``).
+    """
+    head = build_head(W.shape[0], W.shape[1])
+    head.get_layer("head_dense").set_weights([W.astype(np.float32)])
+    bn = head.get_layer("head_bn")
+    var = np.full(W.shape[1], 1.0 - bn.epsilon, dtype=np.float32)
+    bn.set_weights([np.ones(W.shape[1], np.float32), np.zeros(W.shape[1], np.float32),
+                    (mean @ W).astype(np.float32), var])
+    return head
+
+
 @dataclass(frozen=True)
 class TrainReport:
     """What training measured on the held-out people (k=3 open-set protocol)."""
@@ -183,7 +252,8 @@ class TrainReport:
 
 def train_head(feats: np.ndarray, labels: Sequence[str], valid: np.ndarray, backbone: Backbone, out_stem: Path,
                epochs: int = 40, dim: int = 128, lr: float = 1e-2, holdout: float = 0.25, seed: int = 0,
-               trained_on: str = "", command: str = "", verbose: int = 0) -> TrainReport:
+               trained_on: str = "", command: str = "", verbose: int = 0, method: str | None = None,
+               pca_dim: int | None = None) -> TrainReport:
     """Train, measure and save a head.
 
     Args:
@@ -195,6 +265,9 @@ def train_head(feats: np.ndarray, labels: Sequence[str], valid: np.ndarray, back
         epochs: passes over the training features (at least 800 steps are run).
         holdout: fraction of people (besides everyone with one photo) kept
             for measuring and calibrating.
+        method: ``"cosface"`` (trained, ``epochs``/``lr`` apply) or ``"lda"``
+            (closed form over every view); default: the backbone's ``head_method``.
+        pca_dim: PCA dimensions kept before LDA (default: the backbone's ``lda_pca``).
     """
     import keras
 
@@ -212,13 +285,39 @@ def train_head(feats: np.ndarray, labels: Sequence[str], valid: np.ndarray, back
     n_views = feats.shape[1]
     Xtr = feats[tr].reshape(-1, feats.shape[2])
     ytr = np.repeat(y, n_views)
-
+    method = method or backbone.head_method
     keras.utils.set_random_seed(seed)
-    head = build_head(feats.shape[2], dim)
+    if method == "lda":
+        mean, W = fit_lda(Xtr, ytr, pca_dim or backbone.lda_pca, dim)
+        head = linear_head(mean, W)
+    elif method == "cosface":
+        head = _train_cosface(Xtr, ytr, len(classes), dim, epochs, lr, verbose)
+    else:
+        raise FaceRecError(f"unknown head method {method!r}; choose cosface or lda")
+
+    Xva, lva = feats[va, 0], labels[va]
+    base_res = evaluate_open_set(l2_normalize(Xva), lva, k=3)
+    head_vecs = l2_normalize(np.asarray(head.predict(Xva, batch_size=512, verbose=0)))
+    head_res = evaluate_open_set(head_vecs, lva, k=3)
+    info = HeadInfo(backbone=backbone.name, in_dim=int(feats.shape[2]), out_dim=int(head.output_shape[-1]),
+                    threshold=round(head_res.threshold, 4), trained_on=trained_on, command=command,
+                    metrics={"method": method, "holdout_people": int(len(held)), "base_only": base_res.to_dict(),
+                             "with_head": head_res.to_dict()})
+    save_head(head, info, out_stem)
+    return TrainReport(len(classes), int(tr.sum()), base_res.to_dict(), head_res.to_dict(),
+                       head_res.threshold, base_res.threshold)
+
+
+def _train_cosface(Xtr: np.ndarray, ytr: np.ndarray, n_classes: int, dim: int, epochs: int, lr: float,
+                   verbose: int):
+    """A :func:`facerec.embed.build_head` trained with a CosFace loss on ``(M, F)`` features."""
+    import keras
+
+    head = build_head(Xtr.shape[1], dim)
     CosFace = _cosface_layer()
-    f_in = keras.Input((feats.shape[2],))
+    f_in = keras.Input((Xtr.shape[1],))
     y_in = keras.Input((1,), dtype="int32")
-    logits = CosFace(len(classes), name="cosface")([head(f_in), y_in])
+    logits = CosFace(n_classes, name="cosface")([head(f_in), y_in])
     model = keras.Model([f_in, y_in], logits)
     batch = 128
     per_epoch = int(np.ceil(len(Xtr) / batch))
@@ -227,15 +326,4 @@ def train_head(feats: np.ndarray, labels: Sequence[str], valid: np.ndarray, back
     model.compile(optimizer=keras.optimizers.AdamW(sched, weight_decay=1e-4),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit([Xtr, ytr], ytr, batch_size=batch, epochs=epochs, shuffle=True, verbose=verbose)
-
-    Xva, lva = feats[va, 0], labels[va]
-    base_res = evaluate_open_set(l2_normalize(Xva), lva, k=3)
-    head_vecs = l2_normalize(np.asarray(head.predict(Xva, batch_size=512, verbose=0)))
-    head_res = evaluate_open_set(head_vecs, lva, k=3)
-    info = HeadInfo(backbone=backbone.name, in_dim=int(feats.shape[2]), out_dim=dim,
-                    threshold=round(head_res.threshold, 4), trained_on=trained_on, command=command,
-                    metrics={"holdout_people": int(len(held)), "base_only": base_res.to_dict(),
-                             "with_head": head_res.to_dict()})
-    save_head(head, info, out_stem)
-    return TrainReport(len(classes), int(tr.sum()), base_res.to_dict(), head_res.to_dict(),
-                       head_res.threshold, base_res.threshold)
+    return head
