@@ -1,16 +1,26 @@
 """Matching identity vectors against enrolled people, with an open-set rule.
 
 :class:`CosineMatcher` is a scikit-learn estimator. It stores the unit
-vectors of every enrolled photo and scores a probe against each person by the
-mean of its two highest cosine similarities to that person's photos (the
-single best when a person has one photo). Why this rule and not SVC or
+vectors of every enrolled photo and, by default, scores a probe against each
+person by the cosine similarity to that person's *centroid* (the normalised
+mean of their unit vectors). Why a nearest-neighbour rule and not SVC or
 logistic regression: galleries are tiny (often 1 to 5 photos per person) and
 change all the time; a nearest-neighbour rule needs no retraining, works with
 a single enrolled person, and its score is a similarity that can be
 thresholded for "unknown", which discriminative classifiers' probabilities
-cannot give when there is no negative class. Averaging the top two damps a
-single lucky photo. Measured on lfw_dev (see README), it matches or beats
-nearest centroid.
+cannot give when there is no negative class.
+
+Why the centroid: measured on lfw_dev with the k=3 open-set protocol
+(face-resnet, threshold calibrated on the train half to name 5% of strangers,
+applied to the test half), it names 97.2% of enrolled probes against 96.0%
+for the mean of a person's two best photos (the previous rule), 94.5% for the
+single best photo and 95.2% for the mean of all of them, at the same rank-1.
+Normalising the score against the rest of the gallery (margin to the second
+person, z-norm against the probe's other scores, t-/s-norm with the enrolled
+people as cohort) made it worse or changed it by less than the noise, and it
+would make a face's score depend on who else is enrolled; so the score is the
+plain cosine, clipped to [0, 1]. The per-photo rule (``rule="top_k"``) stays
+available.
 """
 
 from __future__ import annotations
@@ -21,10 +31,16 @@ from sklearn.utils.validation import check_is_fitted
 
 from facerec.types import UNKNOWN, Match
 
+RULES = ("centroid", "top_k")
+
 
 def cosine_to_score(cos: np.ndarray) -> np.ndarray:
     """Cosine similarity in [-1, 1] to a match score in [0, 1] (negatives clip to 0)."""
     return np.clip(cos, 0.0, 1.0)
+
+
+def _unit(X: np.ndarray) -> np.ndarray:
+    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
 
 
 class CosineMatcher(ClassifierMixin, BaseEstimator):
@@ -32,38 +48,52 @@ class CosineMatcher(ClassifierMixin, BaseEstimator):
 
     Args:
         threshold: match score in [0, 1] below which a face is ``unknown``.
-        top_k: how many of a person's best-matching photos are averaged.
+        rule: how a probe is scored against one person: ``"centroid"`` (cosine
+            to the normalised mean of the person's unit vectors) or ``"top_k"``
+            (mean cosine to the person's ``top_k`` most similar photos).
+        top_k: photos averaged by the ``"top_k"`` rule (1 = nearest photo).
         temperature: softmax sharpness for :meth:`predict_proba`.
     """
 
-    def __init__(self, threshold: float = 0.5, top_k: int = 2, temperature: float = 20.0) -> None:
+    def __init__(self, threshold: float = 0.5, rule: str = "centroid", top_k: int = 2,
+                 temperature: float = 20.0) -> None:
         self.threshold = threshold
+        self.rule = rule
         self.top_k = top_k
         self.temperature = temperature
 
     def fit(self, X: np.ndarray, y) -> "CosineMatcher":
         """Store the gallery. ``X``: ``(N, D)`` vectors; ``y``: ``N`` names."""
+        if self.rule not in RULES:
+            raise ValueError(f"unknown rule {self.rule!r}; choose one of {', '.join(RULES)}")
+        if self.rule == "top_k" and int(self.top_k) < 1:
+            raise ValueError(f"top_k must be at least 1, got {self.top_k}")
         X = np.asarray(X, dtype=np.float32)
         y = np.asarray(y)
         if X.ndim != 2 or len(X) != len(y) or len(X) == 0:
             raise ValueError(f"need (N, D) vectors and N labels with N > 0, got {X.shape} and {len(y)}")
         self.classes_, self.y_index_ = np.unique(y, return_inverse=True)
-        self.X_ = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+        self.X_ = _unit(X)
+        sums = np.zeros((len(self.classes_), X.shape[1]), dtype=np.float32)
+        np.add.at(sums, self.y_index_, self.X_)
+        self.centroids_ = _unit(sums)
         self.n_features_in_ = X.shape[1]
         return self
 
     def similarities(self, X: np.ndarray) -> np.ndarray:
-        """Per-person cosine similarity, ``(M, n_classes)`` float32."""
+        """Per-person cosine similarity in [-1, 1], ``(M, n_classes)`` float32."""
         check_is_fitted(self, "X_")
         X = np.asarray(X, dtype=np.float32)
         if X.ndim == 1:
             X = X[None]
-        X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+        X = _unit(X)
+        if self.rule == "centroid":
+            return (X @ self.centroids_.T).astype(np.float32)
         sims = X @ self.X_.T  # (M, N)
         out = np.full((len(X), len(self.classes_)), -1.0, dtype=np.float32)
         for c in range(len(self.classes_)):
             s = sims[:, self.y_index_ == c]
-            k = min(self.top_k, s.shape[1])
+            k = min(int(self.top_k), s.shape[1])
             out[:, c] = np.sort(s, axis=1)[:, -k:].mean(axis=1)
         return out
 
@@ -78,7 +108,11 @@ class CosineMatcher(ClassifierMixin, BaseEstimator):
         return z / z.sum(axis=1, keepdims=True)
 
     def match(self, X: np.ndarray) -> list[Match]:
-        """The best person for each vector, or ``unknown`` below the threshold."""
+        """The best person for each vector, or ``unknown`` below the threshold.
+
+        The score (also given for ``unknown``) is the best person's cosine
+        similarity clipped to [0, 1]: higher means more confident.
+        """
         sims = self.similarities(X)
         best = sims.argmax(axis=1)
         scores = cosine_to_score(sims[np.arange(len(sims)), best])

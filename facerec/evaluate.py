@@ -65,7 +65,8 @@ def split_protocol(labels: Sequence[str], k: int = 3, seed: int = 0) -> tuple[np
 
 
 def open_set_scores(X: np.ndarray, labels: Sequence[str], k: int = 3, seed: int = 0,
-                    valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                    valid: np.ndarray | None = None,
+                    rule: str = "centroid") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Best match per probe under the protocol, before any threshold.
 
     Args:
@@ -73,6 +74,7 @@ def open_set_scores(X: np.ndarray, labels: Sequence[str], k: int = 3, seed: int 
         labels: person of each row.
         valid: ``(N,)`` bool, False where detection failed: such enrol photos
             are skipped and such probes count as wrong.
+        rule: the :class:`~facerec.classify.CosineMatcher` scoring rule.
 
     Returns:
         ``(pred, score, truth, known)`` per probe: predicted person (or ``""``
@@ -83,7 +85,7 @@ def open_set_scores(X: np.ndarray, labels: Sequence[str], k: int = 3, seed: int 
     valid = np.ones(len(labels), dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
     enrol, probe, known = split_protocol(labels, k, seed)
     enrol = enrol[valid[enrol]]
-    matcher = CosineMatcher(threshold=0.0).fit(X[enrol], labels[enrol])
+    matcher = CosineMatcher(threshold=0.0, rule=rule).fit(X[enrol], labels[enrol])
     ok = valid[probe]
     pred = np.full(len(probe), "", dtype=object)
     score = np.zeros(len(probe))
@@ -96,13 +98,17 @@ def open_set_scores(X: np.ndarray, labels: Sequence[str], k: int = 3, seed: int 
 
 def open_set_metrics(pred, score, truth, known, threshold: float, detection_failures: int = 0,
                      enrolled_people: int = 0) -> OpenSetResult:
-    """Metrics at one threshold from :func:`open_set_scores`' output."""
+    """Metrics at one threshold from :func:`open_set_scores`' output.
+
+    A probe whose face was not found (``pred == ""``) is never named, and it
+    counts as wrong in ``overall`` whether or not its person is enrolled.
+    """
     named = (score >= threshold) & (pred != "")
     right_named = named & (pred == truth) & known
     rank1 = float(np.mean((pred == truth)[known])) if known.any() else 0.0
     named_right = float(np.mean(right_named[known])) if known.any() else 0.0
     strangers_named = float(np.mean(named[~known])) if (~known).any() else 0.0
-    correct = right_named | (~known & ~named)
+    correct = right_named | (~known & ~named & (pred != ""))  # no face found: wrong for anyone
     return OpenSetResult(
         rank1=rank1, named_right=named_right, strangers_named=strangers_named,
         overall=float(np.mean(correct)) if len(correct) else 0.0, threshold=float(threshold),
@@ -112,10 +118,14 @@ def open_set_metrics(pred, score, truth, known, threshold: float, detection_fail
 
 
 def evaluate_open_set(X, labels, k: int = 3, threshold: float | None = None, seed: int = 0,
-                      valid=None, false_accept: float = 0.05) -> OpenSetResult:
+                      valid=None, false_accept: float = 0.05, rule: str = "centroid") -> OpenSetResult:
     """Run the protocol; with ``threshold=None`` pick the one naming at most
-    ``false_accept`` of strangers (an oracle: use it to calibrate, not to report)."""
-    pred, score, truth, known = open_set_scores(np.asarray(X), labels, k, seed, valid)
+    ``false_accept`` of strangers (an oracle: use it to calibrate, not to report).
+
+    Calibrate on one half of the people (``facerec eval --split train``:
+    ``oracle_threshold_5pct``) and report on the other (``--split test``).
+    """
+    pred, score, truth, known = open_set_scores(np.asarray(X), labels, k, seed, valid, rule)
     if threshold is None:
         threshold = calibrate_threshold(score[~known], false_accept) if (~known).any() else 0.0
     n_people = len({t for t, kn in zip(truth, known) if kn})
