@@ -120,7 +120,12 @@ class LiveProcessor:
         every: run detection at most once per this many frames.
         detect_side: frames are downscaled so their longer side is at most this
             for detection (boxes are mapped back; faces are cropped from the full frame).
-        confirm: consecutive matching detections needed before a name is shown.
+            At 240 a 640x480 frame is detected at 240x180, so faces under about
+            55 pixels (the detector's 20-pixel minimum) are not seen; 320 sees faces
+            from about 40 pixels at roughly half the detection rate.
+        confirm: consecutive matching detections needed before a name is shown
+            (2 keeps a known face named within a second on a busy 2-core laptop;
+            benchmarks/live_fps.py).
         max_misses: a track is dropped after this many detection rounds without it.
         min_iou: overlap needed to continue a track with a new detection.
         background: run detection in a worker thread (default); ``False`` runs it
@@ -128,7 +133,7 @@ class LiveProcessor:
         clock: monotonic clock for rates; ``wall`` gives the ``since`` times.
     """
 
-    def __init__(self, recognizer: FaceRecognizer, every: int = 3, detect_side: int = 320, confirm: int = 3,
+    def __init__(self, recognizer: FaceRecognizer, every: int = 3, detect_side: int = 240, confirm: int = 2,
                  max_misses: int = 2, min_iou: float = 0.3, background: bool = True,
                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
         if every < 1 or confirm < 1 or detect_side < 64:

@@ -80,7 +80,7 @@ def test_presence_list_follows_people_in_and_out_of_view(enrolled):
 
 
 def test_boxes_are_tracked_between_detections(enrolled):
-    proc = LiveProcessor(enrolled, every=3, confirm=1, background=False)
+    proc = LiveProcessor(enrolled, every=3, confirm=1, detect_side=320, background=False)  # no downscaling
     ids, boxes = [], []
     for i in range(8):  # Ann moves 5 px right per frame; detection on frames 0, 3, 6
         out = proc.process(frame_with([1], seed=i, xs=[20 + 5 * i]))
@@ -121,3 +121,12 @@ def test_background_worker_names_faces_and_leaves_frames_untouched(enrolled):
         assert proc.snapshot().frames == i + 1 and proc.snapshot().error is None
     finally:
         proc.close()
+
+
+def test_detection_on_a_downscaled_frame_reports_full_frame_boxes(enrolled):
+    frame = np.zeros((480, 640, 3), np.uint8)
+    frame[200:296, 400:496] = person_pattern(1, 96)
+    proc = LiveProcessor(enrolled, every=1, confirm=1, detect_side=240, background=False)
+    proc.process(frame)
+    (face,) = proc.snapshot().faces
+    assert face.box == pytest.approx((400, 200, 96, 96), abs=3)
