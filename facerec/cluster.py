@@ -69,13 +69,15 @@ def cluster_unknown(vectors: np.ndarray, threshold: float, method: str = "auto")
         Faces like no other are groups of one.
 
     Raises:
-        ConfigError: threshold outside [0, 1], unknown method, or bad shape.
+        ConfigError: threshold outside [0, 1], unknown method, bad shape, or non-finite values.
     """
     X = np.asarray(vectors, dtype=np.float32)
     if X.ndim != 2:
         raise ConfigError(f"vectors must be (N, D), got shape {X.shape}")
     if not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"cluster threshold must be in [0, 1], got {threshold}")
+    if not np.isfinite(X).all():
+        raise ConfigError("face vectors contain NaN or infinite values")
     if method == "auto":
         method = "average" if len(X) <= MAX_AVERAGE_LINKAGE else "graph"
     if method not in ("average", "graph"):

@@ -61,6 +61,10 @@ def test_clustering_edge_cases(clustered_vectors):
         cluster_unknown(X[0], 0.5)
     with pytest.raises(ConfigError):
         cluster_unknown(X, 0.5, method="kmeans")
+    bad = X.copy()
+    bad[3, 0] = np.nan
+    with pytest.raises(ConfigError, match="NaN"):
+        cluster_unknown(bad, 0.5)
 
 
 def test_group_unknown_labels_biggest_first(clustered_vectors, tmp_path):
