@@ -79,7 +79,7 @@ class Backbone:
 
 BACKBONES: dict[str, Backbone] = {
     "face-resnet": Backbone(
-        "face-resnet", 150, None, 1.0, _face_resnet_preprocess, 0.935,
+        "face-resnet", 150, None, 1.0, _face_resnet_preprocess, 0.9421,
         "ResNet-29 face network (dlib's, via npm @vladmandic/face-api), 128-d; most accurate",
         head_by_default=False,
     ),
