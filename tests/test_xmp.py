@@ -260,3 +260,27 @@ def test_exiftool_sees_merged_sidecar_with_its_own_metadata_kept(photo, exiftool
     assert [r["Name"] for r in tags["RegionInfo"]["RegionList"]] == ["Ann Lee", "Zoë"]
     assert tags["Subject"] == ["Holiday", "Ann Lee", "Zoë"]
     assert tags["TagsList"] == ["Places/Rome", "People/Ann Lee", "People/Zoë"]
+
+
+def test_regions_follow_the_displayed_photo_of_an_exif_rotated_file(recognizer, tmp_path):
+    """End to end: a photo stored sideways with EXIF orientation 6; regions are in displayed coordinates."""
+    import numpy as np
+    from PIL import Image
+
+    from conftest import png_bytes, synthetic_photo
+    from facerec.tagging import identify_files
+
+    recognizer.enroll("Ann", png_bytes(synthetic_photo([1], seed=0)), source="ann.png")
+    shown = synthetic_photo([9, 1], seed=3)  # stranger left, Ann right, as displayed
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated; viewers turn it 90 degrees clockwise
+    path = tmp_path / "rot.png"
+    Image.fromarray(np.ascontiguousarray(np.rot90(shown, k=1))).save(path, exif=exif)
+    (res,) = identify_files(recognizer, [path])
+    assert res.size == (shown.shape[1], shown.shape[0])
+    out = write_sidecar(path, res.size, res.faces)
+    mwg, mp, kw, _ = read(out)
+    H, W = shown.shape[:2]
+    x, y = 108, 20  # Ann's 48x48 pattern in the displayed photo
+    assert [n for n, _ in mwg] == ["Ann"] and kw["subject"] == ["Ann"]
+    assert mwg[0][1] == pytest.approx(((x + 24) / W, (y + 24) / H, 48 / W, 48 / H), abs=0.01)
