@@ -182,6 +182,26 @@ def test_enrol_then_live_names_the_person_and_calls_a_stranger_unknown(server):
             page.get_by_text(f"Saved {len(photos)} photo(s) of {NAME}.").wait_for()
             page.screenshot(path=str(ARTIFACTS / "enrol_saved.png"), full_page=True)
 
+            tag_dir = tmp / "to_tag"
+            tag_dir.mkdir()
+            cv2.imwrite(str(tag_dir / "known.jpg"), known[30])
+            cv2.imwrite(str(tag_dir / "stranger.jpg"), clip_frames(CLIPS / STRANGER_CLIP, start=50, count=1)[0])
+            (tag_dir / "broken.jpg").write_bytes(b"not a photo")
+            goto_page(page, "Tag photos")
+            page.get_by_label("Folder path").fill(str(tag_dir))
+            page.get_by_label("Folder path").press("Enter")
+            page.get_by_role("button", name="Tag photos").click()
+            page.get_by_text("2 face(s), 1 named.").wait_for()
+            page.get_by_test_id("stDataFrame").wait_for()
+            page.screenshot(path=str(ARTIFACTS / "tag_photos_results.png"), full_page=True)
+            with page.expect_download() as dl:
+                page.get_by_role("button", name="Download CSV").click()
+            csv_text = Path(dl.value.path()).read_text()
+            assert f"known.jpg,1,{NAME}," in csv_text and "stranger.jpg,1,unknown," in csv_text
+            with page.expect_download() as dl:
+                page.get_by_role("button", name="Download JSON").click()
+            assert "broken.jpg" in Path(dl.value.path()).read_text()
+
             listing = watch_live(page, url, NAME, "live_known.png")
             assert NAME in listing
             goto_page(page, "People")
