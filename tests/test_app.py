@@ -145,3 +145,33 @@ def test_two_tabs_enrolling_at_once_lose_nothing(recognizer):
     X, names, missing = g.vectors(recognizer.embedder.key)
     assert len(X) == 18 and missing == []
     assert all(r.path.is_file() for r in g.photos())
+
+
+@pytest.mark.weights
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_tag_page_tags_an_uploaded_zip(app):
+    from conftest import SHARED
+
+    if not (SHARED / "videos").is_dir():
+        pytest.skip("../shared/faces is absent")
+    from test_browser import CLIPS, KNOWN_CLIP, STRANGER_CLIP, clip_frames
+    import cv2
+
+    from facerec import FaceRecognizer, Settings
+
+    at, root = app
+    known = clip_frames(CLIPS / KNOWN_CLIP, count=3, step=20)
+    FaceRecognizer(Settings(gallery=root)).enroll("Kim", cv2.imencode(".png", known[0])[1].tobytes(), "k.png")
+    jpg = lambda f: cv2.imencode(".jpg", f)[1].tobytes()  # noqa: E731
+    upload = _zip({"trip/kim.jpg": jpg(known[2]), "stranger.jpg": jpg(clip_frames(CLIPS / STRANGER_CLIP, count=1)[0]),
+                   "notes.txt": b"skipped: not a photo"})
+    at.run()
+    at.sidebar.radio[0].set_value("Tag photos").run()
+    at.radio[0].set_value("an uploaded zip").run()
+    at.get("file_uploader")[0].upload("photos.zip", upload, "application/zip").run()
+    [b for b in at.button if b.label == "Tag photos"][0].click().run(timeout=180)
+    assert not at.exception and not at.error
+    rows = at.dataframe[0].value
+    assert sorted(zip(rows["photo"], rows["name"])) == [("stranger.jpg", "unknown"), ("trip/kim.jpg", "Kim")]
+    assert all(str(u).startswith("data:image/png;base64,") for u in rows["face"])
