@@ -24,7 +24,7 @@ from PIL import Image
 from facerec import BACKBONES, FaceRecError, FaceRecognizer, Settings, decode_image, load_image
 from facerec.align import crop_box
 from facerec.draw import draw_matches
-from facerec.gallery import content_hash
+from facerec.gallery import content_hash, validate_name
 from facerec.images import is_image_path
 from facerec.tagging import csv_report, find_photos, identify_files, json_report
 from facerec.video import LiveProcessor, LiveSnapshot
@@ -162,6 +162,8 @@ def page_live(rec: FaceRecognizer) -> None:
         list_box.text(presence_text(snap))
         if snap.error:
             note_box.warning(snap.error)
+        else:
+            note_box.empty()
         time.sleep(0.5)
     list_box.text("Press START to turn the camera on.")
 
@@ -192,6 +194,12 @@ def page_identify(rec: FaceRecognizer) -> None:
 def page_enroll(rec: FaceRecognizer) -> None:
     st.header("Enrol")
     name = st.text_input("Name", placeholder="e.g. Zoë Martin")
+    valid = False
+    if name:
+        try:
+            name, valid = validate_name(name), True
+        except FaceRecError as exc:
+            st.error(f"This name cannot be used: {exc}")
     uploads = st.file_uploader("Photos of this person", type=IMAGE_TYPES,
                                accept_multiple_files=True, key="enroll_upload")
     shot = st.camera_input("...or take a photo", key="enroll_camera")
@@ -211,7 +219,7 @@ def page_enroll(rec: FaceRecognizer) -> None:
         if not faces:
             cols[1].warning(f"{fname}: no face found; it will not be saved.")
             continue
-        if name and name.strip() in rec.gallery and rec.gallery.has_photo(name, content_hash(data)):
+        if valid and name in rec.gallery and rec.gallery.has_photo(name, content_hash(data)):
             cols[1].info(f"{fname}: already enrolled for {name}.")
             continue
         choice = 0
@@ -227,7 +235,7 @@ def page_enroll(rec: FaceRecognizer) -> None:
         face = faces[choice]
         cols[0].image(crop_box(image, face.box, 128), caption=fname)
         plans.append((data, fname, face))
-    if st.button(f"Save {len(plans)} photo(s)", disabled=not (plans and name)):
+    if st.button(f"Save {len(plans)} photo(s)", disabled=not (plans and valid)):
         saved = 0
         for data, fname, face in plans:
             try:
@@ -236,7 +244,7 @@ def page_enroll(rec: FaceRecognizer) -> None:
             except FaceRecError as exc:
                 st.error(f"{fname}: {exc}")
         if saved:
-            st.success(f"Saved {saved} photo(s) of {name.strip()}.")
+            st.success(f"Saved {saved} photo(s) of {name}.")
 
 
 def page_people(rec: FaceRecognizer) -> None:
@@ -391,8 +399,10 @@ def page_settings(settings: Settings) -> None:
                f"more unknowns (calibrated value for this base: {default:.2f}).")
     if st.button("Save settings"):
         save_choices(settings, backbone=backbone, detector=detector, threshold=threshold)
-        st.success("Saved; they apply to every page now.")
+        st.session_state["settings_saved"] = True
         st.rerun()
+    if st.session_state.pop("settings_saved", False):
+        st.success("Saved; they apply to every page now.")
 
 
 PAGES = {"Live": page_live, "Identify": page_identify, "Enrol": page_enroll, "People": page_people,

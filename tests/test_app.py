@@ -60,6 +60,7 @@ def test_settings_persist(app):
     [b for b in at.button if b.label == "Save settings"][0].click().run()
     saved = json.loads((root / ".facerec" / "app_settings.json").read_text())
     assert saved["backbone"] == "resnet50" and saved["threshold"] == 0.7
+    assert "Saved" in at.success[0].value
     assert "base: resnet50" in at.sidebar.caption[0].value
 
 
@@ -175,3 +176,13 @@ def test_tag_page_tags_an_uploaded_zip(app):
     rows = at.dataframe[0].value
     assert sorted(zip(rows["photo"], rows["name"])) == [("stranger.jpg", "unknown"), ("trip/kim.jpg", "Kim")]
     assert all(str(u).startswith("data:image/png;base64,") for u in rows["face"])
+
+
+@pytest.mark.parametrize("bad", ["../escape", "a/b", ".hidden", "unknown"])
+def test_enrol_page_refuses_names_that_could_escape_the_gallery(app, bad):
+    at, root = app
+    at.run()
+    at.sidebar.radio[0].set_value("Enrol").run()
+    at.text_input[0].input(bad).run()
+    assert not at.exception and "cannot be used" in at.error[0].value
+    assert not any(root.parent.rglob("escape")) and Gallery(root).people() == []
