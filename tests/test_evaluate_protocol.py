@@ -95,3 +95,40 @@ def test_table_lists_every_metric():
     for col in ("rank-1", "named right", "strangers named", "overall", "threshold", "no face", "LFW pairs"):
         assert col in head
     assert "99.1%" in row and "0.942" in row and row.rstrip().endswith("-")  # no pairs run: a dash
+
+
+@pytest.mark.realdata
+@pytest.mark.weights
+@pytest.mark.slow
+def test_eval_command_on_real_faces(tmp_path, capsys):
+    """`facerec eval` with the default base and threshold on a slice of lfw_dev's test half."""
+    import json
+
+    from conftest import LFW
+
+    if not LFW.is_dir():
+        pytest.skip("../shared/faces/lfw_dev is absent")
+    from facerec import cli
+    from facerec.train import person_split
+
+    people = sorted(p for p in LFW.iterdir() if p.is_dir() and person_split(p.name) == "test")
+    many = [p for p in people if len(list(p.iterdir())) >= 6][:8]
+    few = [p for p in people if len(list(p.iterdir())) == 1][:30]
+    data = tmp_path / "faces"
+    data.mkdir()
+    for p in many + few:
+        (data / p.name).symlink_to(p, target_is_directory=True)
+    pairs = tmp_path / "pairs.txt"
+    lines = [f"{p.name}\t1\t{i}" for p in many for i in (2, 3, 4)]
+    lines += [f"{a.name}\t1\t{b.name}\t1" for a, b in zip(many + few[:16], few[8:] + many)]
+    pairs.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "eval.json"
+    assert cli.main(["eval", str(data), "--pairs", str(pairs), "--json", str(out), "-q"]) == 0
+    table = capsys.readouterr().err
+    assert "rank-1" in table and "strangers named" in table and "LFW pairs" in table
+    (label, r), = json.loads(out.read_text()).items()
+    assert label.startswith("face-resnet")
+    assert r["enrolled_people"] == 8 and r["stranger_probes"] == 30
+    assert r["rank1"] >= 0.95 and r["named_right"] >= 0.85
+    assert r["strangers_named"] <= 0.1 and r["overall"] >= 0.85
+    assert r["verification_pairs"] == len(lines) and r["verification"] >= 0.9
