@@ -181,7 +181,9 @@ def format_table(rows: Iterable[tuple[str, dict]]) -> str:
     cols = [("rank1", "rank-1"), ("named_right", "named right"), ("strangers_named", "strangers named"),
             ("overall", "overall"), ("threshold", "threshold"), ("detection_failures", "no face"),
             ("verification", "LFW pairs")]
-    head = f"{'backbone':<22}" + "".join(f"{c[1]:>16}" for c in cols)
+    rows = list(rows)
+    width = max([len("backbone")] + [len(name) for name, _ in rows]) + 2
+    head = f"{'backbone':<{width}}" + "".join(f"{c[1]:>16}" for c in cols)
     lines = [head]
     for name, r in rows:
         cells = []
@@ -190,12 +192,12 @@ def format_table(rows: Iterable[tuple[str, dict]]) -> str:
             if v is None:
                 cells.append(f"{'-':>16}")
             elif key in ("threshold",):
-                cells.append(f"{v:>16.3f}")
+                cells.append(f"{v:>16.4f}")
             elif isinstance(v, int):
                 cells.append(f"{v:>16d}")
             else:
                 cells.append(f"{100 * v:>15.1f}%")
-        lines.append(f"{name:<22}" + "".join(cells))
+        lines.append(f"{name:<{width}}" + "".join(cells))
     return "\n".join(lines)
 
 

@@ -97,6 +97,13 @@ def test_table_lists_every_metric():
     assert "99.1%" in row and "0.942" in row and row.rstrip().endswith("-")  # no pairs run: a dash
 
 
+def test_table_columns_line_up_for_long_names():
+    r = {"rank1": 0.5, "overall": 0.5}
+    lines = format_table([("face-resnet+head 01be1b68fa", r), ("x", r)]).splitlines()
+    assert len({len(line) for line in lines}) == 1
+    assert len({line.index("50.0%") for line in lines[1:]}) == 1
+
+
 @pytest.mark.realdata
 @pytest.mark.weights
 @pytest.mark.slow
