@@ -378,8 +378,9 @@ def page_tag(rec: FaceRecognizer) -> None:
     st.dataframe(rows, use_container_width=True, column_config={
         "face": st.column_config.ImageColumn("face"), "score": st.column_config.NumberColumn(format="%.3f")})
     left, right = st.columns(2)
-    left.download_button("Download CSV", csv_text, file_name="facerec_tags.csv", mime="text/csv")
-    right.download_button("Download JSON", json_text, file_name="facerec_tags.json", mime="application/json")
+    left.download_button("Download CSV", csv_text, file_name="facerec_tags.csv", mime="text/csv", on_click="ignore")
+    right.download_button("Download JSON", json_text, file_name="facerec_tags.json", mime="application/json",
+                           on_click="ignore")
 
 
 def page_settings(settings: Settings) -> None:
