@@ -172,7 +172,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
     for r in reports:
         if r.suffix.lower() not in (".csv", ".json"):
             raise FaceRecError(f"{r}: a report must end in .csv or .json")
-    if args.workers is not None and args.workers < 0:
+    if args.workers < 0:
         raise FaceRecError("--workers must be 0 or more")
     roots = [Path(p) for p in args.paths]
     for root in roots:
@@ -192,7 +192,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
     sig = model_signature(settings)
     model = cache.model(sig) if cache is not None else None
     on_model = (lambda key, thr: cache.set_model(sig, key, thr)) if cache is not None else None
-    workers = _default_workers() if args.workers is None else args.workers
+    workers = args.workers
     if annotate:
         from facerec.draw import draw_matches
         from facerec.images import load_image
@@ -253,10 +253,6 @@ def cmd_tag(args: argparse.Namespace) -> int:
         for _, reason in failed:
             print(f"  {reason}", file=sys.stderr)
     return 1 if failed else 0
-
-
-def _default_workers() -> int:
-    return 0
 
 
 def cmd_people(args: argparse.Namespace) -> int:
@@ -404,8 +400,10 @@ def build_parser() -> argparse.ArgumentParser:
     tg.add_argument("--xmp-unknown", action="store_true", help="also write unnamed regions for unknown faces")
     tg.add_argument("--cache", metavar="PATH", help="tag cache file (default: CACHE_DIR/tags.sqlite)")
     tg.add_argument("--no-cache", action="store_true", help="neither read nor write the tag cache")
-    tg.add_argument("--workers", type=int, metavar="N",
-                    help="worker processes for decoding and detection (0: in the main process; default: see README)")
+    tg.add_argument("--workers", type=int, default=0, metavar="N",
+                    help="worker processes for decoding and detection, each with its own detector (default 0: all "
+                         "in this process, which already runs TensorFlow on every core; on a busy 2-core machine "
+                         "workers measured slower, see README); embedding stays batched in this process")
     tg.add_argument("--engine", choices=["local", "ray"], default="local",
                     help="local (default) or ray: the per-photo work as Ray tasks (pip install 'facerec[ray]')")
     tg.add_argument("--ray-address", metavar="ADDR",

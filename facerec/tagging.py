@@ -320,7 +320,7 @@ class _PoolRunner:
 
 def tag_photos(recognizer: FaceRecognizer, paths: Iterable[Path], *, cache: "TagCache | None" = None,
                workers: int = 0, engine: str = "local", detector_factory: Callable[[], "Detector"] | None = None,
-               model: tuple[str, float] | None = None, batch_size: int = 8,
+               model: tuple[str, float] | None = None, batch_size: int = 32, batch_bytes: int = 32_000_000,
                refresh_progress: Callable[[Iterable], Iterable] | None = None,
                ray_address: str | None = None,
                on_model: Callable[[str, float], None] | None = None) -> Iterator[PhotoResult]:
@@ -337,7 +337,9 @@ def tag_photos(recognizer: FaceRecognizer, paths: Iterable[Path], *, cache: "Tag
         model: ``(embedder key, threshold)`` when known without loading the
             embedder (from :meth:`TagCache.model`); the embedder is then loaded
             only if some photo needs embedding.
-        batch_size: photos per unit of work (detection is batched within it).
+        batch_size: photos per unit of work (detection is batched over its same-size photos).
+        batch_bytes: a unit of work also ends once its files hold this many bytes
+            (bounds the memory of decoded photos).
         refresh_progress: wraps gallery photos that must be (re-)embedded first.
         ray_address: Ray cluster address for ``engine="ray"`` (default: ``RAY_ADDRESS`` or a local instance).
         on_model: called with the loaded embedder's ``(key, threshold)`` whenever this
@@ -446,7 +448,7 @@ def tag_photos(recognizer: FaceRecognizer, paths: Iterable[Path], *, cache: "Tag
                 yield matched(path, hit[0], hit[1], True)
                 continue
             pending.append((path, sha, data))
-            if len(pending) >= batch_size:
+            if len(pending) >= batch_size or sum(len(d) for _, _, d in pending) >= batch_bytes:
                 yield from flush()
         if pending:
             yield from flush()

@@ -359,3 +359,24 @@ def test_cli_second_run_needs_no_model_and_no_cache_writes_nothing(tag_env, caps
     assert cli.main(["tag", str(d), "--cache", str(cache)]) == 0
     out, err = capsys.readouterr()
     assert out == first_out and "5 from cache, 0 processed" in err
+
+
+# -- engines -------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_worker_processes_give_the_same_results(recognizer, many_photos, tmp_path):
+    from facerec.tagcache import TagCache
+    from facerec.tagging import find_photos, tag_photos
+
+    from conftest import BlobDetector
+
+    _enrol(recognizer)
+    paths = list(find_photos([many_photos]))
+    expected = _table(tag_photos(recognizer, paths))
+    with TagCache(tmp_path / "tags.sqlite") as cache:
+        pooled = list(tag_photos(recognizer, paths, cache=cache, workers=2, detector_factory=BlobDetector,
+                                 batch_size=3))
+        assert _table(pooled) == expected and not any(r.cached for r in pooled)
+        again = tag_photos(recognizer, paths, cache=cache, detector_factory=BlobDetector)
+        assert all(r.cached for r in again if not r.error)
