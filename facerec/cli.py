@@ -233,10 +233,12 @@ def cmd_tag(args: argparse.Namespace) -> int:
                 failed.append((res.path, f"{res.path}: output not written ({exc})"))
     finally:
         bar.close()
-        if cache is not None:
-            cache.close()
     elapsed = time.perf_counter() - start
     results.sort(key=lambda r: str(r.path))
+    if args.cluster_unknown:
+        key, threshold = (cache.model(sig) if cache is not None else None) or (rec.embedder.key, rec.threshold)
+        _cluster_unknown(results, Path(args.clusters) if args.clusters else None, settings, key,
+                         settings.threshold if settings.threshold is not None else threshold)
     for r in reports:
         r.parent.mkdir(parents=True, exist_ok=True)
         r.write_text(csv_report(results) if r.suffix.lower() == ".csv" else json_report(results), encoding="utf-8")
@@ -252,7 +254,36 @@ def cmd_tag(args: argparse.Namespace) -> int:
         _warn(f"{len(failed)} file(s) failed:")
         for _, reason in failed:
             print(f"  {reason}", file=sys.stderr)
+    if cache is not None:
+        cache.close()
     return 1 if failed else 0
+
+
+def _cluster_unknown(results, clusters_file: Path | None, settings, key: str, threshold: float) -> None:
+    from facerec.cluster import collect_unknown, default_clusters_file, group_unknown, save_clusters
+
+    members, vectors = collect_unknown(results)
+    groups = group_unknown(members, vectors, threshold)
+    path = save_clusters(groups, clusters_file or default_clusters_file(settings.gallery), threshold, key)
+    if not groups:
+        _warn("no unknown faces to group")
+        return
+    sizes = ", ".join(f"{g.label} ({len(g)})" for g in groups[:10]) + (", ..." if len(groups) > 10 else "")
+    _warn(f"{len(members)} unknown face(s) in {len(groups)} group(s): {sizes}; contact sheets in {path.parent}; "
+          f"name a group with: facerec enroll-cluster unknown_N --name NAME")
+
+
+def cmd_enroll_cluster(args: argparse.Namespace) -> int:
+    from facerec.cluster import enroll_cluster
+
+    rec = _recognizer(args)
+    done = enroll_cluster(rec, args.label, args.name, Path(args.clusters) if args.clusters else None)
+    for photo, reason in done.skipped:
+        _warn(f"skipped {photo}: {reason}")
+    _warn(f"enrolled {len(done.enrolled)} photo(s) of {args.label} as {done.name}"
+          + (f"; {len(done.duplicates)} already enrolled" if done.duplicates else "")
+          + (f"; {len(done.skipped)} skipped" if done.skipped else ""))
+    return 0 if done.enrolled or done.duplicates else 1
 
 
 def cmd_people(args: argparse.Namespace) -> int:
@@ -398,6 +429,11 @@ def build_parser() -> argparse.ArgumentParser:
     tg.add_argument("--xmp-style", choices=["ext", "stem"], default="ext",
                     help="ext: PHOTO.jpg.xmp (digiKam, darktable, Immich; default); stem: PHOTO.xmp (Lightroom)")
     tg.add_argument("--xmp-unknown", action="store_true", help="also write unnamed regions for unknown faces")
+    tg.add_argument("--cluster-unknown", action="store_true",
+                    help="group the unknown faces of the run into unknown_1 (biggest), unknown_2, ... with a contact "
+                         "sheet each (JPEG, beside the cluster file); then: facerec enroll-cluster unknown_N --name NAME")
+    tg.add_argument("--clusters", metavar="FILE",
+                    help="cluster file to write (default: GALLERY/.facerec/clusters/clusters.json)")
     tg.add_argument("--cache", metavar="PATH", help="tag cache file (default: CACHE_DIR/tags.sqlite)")
     tg.add_argument("--no-cache", action="store_true", help="neither read nor write the tag cache")
     tg.add_argument("--workers", type=int, default=0, metavar="N",
@@ -409,6 +445,14 @@ def build_parser() -> argparse.ArgumentParser:
     tg.add_argument("--ray-address", metavar="ADDR",
                     help="Ray cluster to join, e.g. ray://head:10001 (default: $RAY_ADDRESS, else a local Ray)")
     tg.set_defaults(func=cmd_tag)
+
+    ec = sub.add_parser("enroll-cluster", parents=[common, model], help="enrol a group of unknown faces from tag --cluster-unknown",
+                        description="Enrol every face of one group found by `facerec tag --cluster-unknown` "
+                                    "(see its contact sheet, e.g. unknown_3.jpg) as one person.")
+    ec.add_argument("label", metavar="LABEL", help="the group, e.g. unknown_3")
+    ec.add_argument("--name", required=True, help="the person to enrol the group as (created if new)")
+    ec.add_argument("--clusters", metavar="FILE", help="cluster file (default: GALLERY/.facerec/clusters/clusters.json)")
+    ec.set_defaults(func=cmd_enroll_cluster)
 
     pe = sub.add_parser("people", parents=[common], help="list, remove or rename enrolled people",
                         description="people list (prints `name,photos`) | people remove NAME | people rename OLD NEW")

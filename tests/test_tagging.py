@@ -380,3 +380,47 @@ def test_worker_processes_give_the_same_results(recognizer, many_photos, tmp_pat
         assert _table(pooled) == expected and not any(r.cached for r in pooled)
         again = tag_photos(recognizer, paths, cache=cache, detector_factory=BlobDetector)
         assert all(r.cached for r in again if not r.error)
+
+
+# -- sidecars and unknown groups -----------------------------------------------------
+
+
+def test_tag_writes_xmp_sidecars_and_leaves_photos_alone(tag_env, capsys):
+    from facerec import cli
+
+    d = tag_env / "photos"
+    _save(synthetic_photo([1, 9], seed=3), d / "a.png", "PNG")
+    _save(synthetic_photo([9], seed=4), d / "s" / "b.png", "PNG")
+    before = _snapshot(d)
+    assert cli.main(["tag", str(d), "-q", "--xmp"]) == 0
+    text = (d / "a.png.xmp").read_text()
+    assert "Ann" in text and "mwg-rs:Regions" in text and "unknown" not in text
+    assert not (d / "s" / "b.png.xmp").exists()  # nobody named, no sidecar
+    assert cli.main(["tag", str(d), "-q", "--xmp", "--xmp-style", "stem", "--xmp-unknown"]) == 0
+    assert (d / "a.xmp").exists() and (d / "s" / "b.xmp").exists()
+    after = _snapshot(d)
+    assert {k: v for k, v in after.items() if not k.endswith(".xmp")} == before
+    capsys.readouterr()
+
+
+def test_cluster_unknown_then_enroll_cluster_names_them(tag_env, capsys):
+    from facerec import cli
+
+    d = tag_env / "photos"
+    for i in range(3):
+        _save(synthetic_photo([9, 1], seed=10 + i), d / f"cleo{i}.png", "PNG")
+    for i in range(2):
+        _save(synthetic_photo([7], seed=20 + i), d / f"dan{i}.png", "PNG")
+    assert cli.main(["tag", str(d), "-q", "--cluster-unknown"]) == 0
+    err = capsys.readouterr().err
+    assert "5 unknown face(s) in 2 group(s): unknown_1 (3), unknown_2 (2)" in err
+    sheets = tag_env / "g" / ".facerec" / "clusters"
+    assert (sheets / "unknown_1.jpg").is_file() and (sheets / "unknown_2.jpg").is_file()
+    assert cli.main(["enroll-cluster", "unknown_1", "--name", "Cleo", "-q"]) == 0
+    assert "enrolled 3 photo(s) of unknown_1 as Cleo" in capsys.readouterr().err
+    assert cli.main(["tag", str(d), "-q"]) == 0
+    names = {}
+    for r in _rows(capsys.readouterr().out):
+        names.setdefault(Path(r[0]).name, set()).add(r[2])
+    assert names["cleo0.png"] == {"Ann", "Cleo"} and names["dan1.png"] == {UNKNOWN}
+    assert cli.main(["enroll-cluster", "unknown_9", "--name", "X", "-q"]) != 0
