@@ -318,6 +318,61 @@ class _PoolRunner:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+class _RayWorker:
+    """A Ray actor holding one detector; does :func:`prepare_photos` on photo bytes sent to it
+    (so cluster nodes need facerec installed, not the photos' folder)."""
+
+    def __init__(self, detector_factory: Callable[[], "Detector"]) -> None:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        self.detector = detector_factory()
+
+    def prepare(self, items: list[tuple[str, bytes]], crop_size: int, zoom: float) -> list[Prepared]:
+        return prepare_photos(items, self.detector, crop_size, zoom)
+
+
+class _RayRunner:
+    """Runs :func:`prepare_photos` on Ray actors: on the Ray instance already
+    initialised in this process, else on ``address`` (or ``$RAY_ADDRESS``), else a local one."""
+
+    def __init__(self, detector_factory: Callable[[], "Detector"], workers: int, address: str | None = None) -> None:
+        try:
+            import ray
+        except ImportError as exc:
+            raise FaceRecError("--engine ray needs Ray: pip install 'facerec[ray]'") from exc
+        self._ray = ray
+        self._own = not ray.is_initialized()
+        if self._own:
+            ray.init(address=address or os.environ.get("RAY_ADDRESS") or None, include_dashboard=False,
+                     log_to_driver=False, configure_logging=False)
+        n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        actor = ray.remote(num_cpus=1)(_RayWorker)
+        self.actors = [actor.remote(detector_factory) for _ in range(n)]
+        self.busy = {i: 0 for i in range(n)}
+        self.owner: dict = {}
+        self.slots = 2 * n
+
+    def submit(self, items, crop_size, zoom):
+        i = min(self.busy, key=self.busy.get)
+        ref = self.actors[i].prepare.remote(items, crop_size, zoom)
+        self.busy[i] += 1
+        self.owner[ref] = i
+        return ref
+
+    def wait(self, handles: list) -> tuple[list, list]:
+        done, pending = self._ray.wait(handles, num_returns=1)
+        out = []
+        for ref in done:
+            self.busy[self.owner.pop(ref)] -= 1
+            out.append((ref, self._ray.get(ref)))
+        return out, pending
+
+    def close(self) -> None:
+        for a in self.actors:
+            self._ray.kill(a)
+        if self._own:
+            self._ray.shutdown()
+
+
 def tag_photos(recognizer: FaceRecognizer, paths: Iterable[Path], *, cache: "TagCache | None" = None,
                workers: int = 0, engine: str = "local", detector_factory: Callable[[], "Detector"] | None = None,
                model: tuple[str, float] | None = None, batch_size: int = 32, batch_bytes: int = 32_000_000,
@@ -331,7 +386,8 @@ def tag_photos(recognizer: FaceRecognizer, paths: Iterable[Path], *, cache: "Tag
         paths: the photos.
         cache: skip photos whose faces are stored for this pipeline; store new ones.
         workers: worker processes for decoding and detection (0: in this process).
-        engine: ``"local"`` or ``"ray"`` (Ray tasks; see :mod:`facerec.tagray`).
+        engine: ``"local"`` or ``"ray"``: the per-photo work on Ray actors (one per
+            worker, each holding a detector; ``workers=0``: one per CPU of the cluster).
         detector_factory: builds a detector in each worker (picklable); defaults
             to :func:`facerec.detect.make_detector` of the recognizer's settings.
         model: ``(embedder key, threshold)`` when known without loading the
@@ -395,9 +451,7 @@ def tag_photos(recognizer: FaceRecognizer, paths: Iterable[Path], *, cache: "Tag
         crop = (emb.input_size, emb.backbone.zoom)
         factory = detector_factory or partial(_make_detector, settings)
         if engine == "ray":
-            from facerec.tagray import RayRunner
-
-            runner = RayRunner(factory, max(1, workers), address=ray_address)
+            runner = _RayRunner(factory, workers, address=ray_address)
         elif workers > 0:
             runner = _PoolRunner(factory, workers)
         else:

@@ -424,3 +424,27 @@ def test_cluster_unknown_then_enroll_cluster_names_them(tag_env, capsys):
         names.setdefault(Path(r[0]).name, set()).add(r[2])
     assert names["cleo0.png"] == {"Ann", "Cleo"} and names["dan1.png"] == {UNKNOWN}
     assert cli.main(["enroll-cluster", "unknown_9", "--name", "X", "-q"]) != 0
+
+
+@pytest.mark.slow
+def test_ray_engine_gives_the_same_results_and_reports(recognizer, many_photos, tmp_path):
+    ray = pytest.importorskip("ray")
+    from facerec.tagcache import TagCache
+    from facerec.tagging import find_photos, tag_photos
+
+    from conftest import BlobDetector
+
+    _enrol(recognizer)
+    paths = list(find_photos([many_photos]))
+    expected = _table(tag_photos(recognizer, paths))
+    here = Path(__file__).resolve().parent
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": f"{here}:{here.parent}"}})
+    try:
+        with TagCache(tmp_path / "tags.sqlite") as cache:
+            results = list(tag_photos(recognizer, paths, cache=cache, engine="ray", workers=2,
+                                      detector_factory=BlobDetector, batch_size=4))
+    finally:
+        ray.shutdown()
+    assert _table(results) == expected
+    assert json.loads(json_report(results))["summary"] == {"photos": 21, "tagged": 20, "failed": 1, "faces": 32}
