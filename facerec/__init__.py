@@ -35,7 +35,8 @@ from facerec.gallery import Gallery, Person, PhotoRecord, validate_name
 from facerec.images import decode_image, load_image
 from facerec.pipeline import FaceRecognizer, pick_face
 from facerec.settings import Settings
-from facerec.tagging import PhotoResult, find_photos, identify_files
+from facerec.tagcache import TagCache
+from facerec.tagging import PhotoResult, csv_report, find_photos, identify_files, json_report, tag_photos
 from facerec.types import UNKNOWN, Face, Match
 from facerec.xmp import write_sidecar
 from facerec.video import LiveProcessor, LiveSnapshot, Presence, TrackedFace
@@ -46,7 +47,8 @@ __all__ = [
     "BACKBONES", "Backbone", "ConfigError", "CosineMatcher", "Detector", "Embedder", "EmptyGalleryError", "Face",
     "FaceRecError", "FaceRecognizer", "Gallery", "ImageError", "InvalidNameError", "MTCNNDetector", "ManyFacesError",
     "Match", "ModelUnavailableError", "NoFaceError", "OpenCVDetector", "Person", "PersonExistsError",
-    "PersonNotFoundError", "PhotoRecord", "PhotoResult", "Settings", "UNKNOWN", "align_face", "build_base",
+    "PersonNotFoundError", "PhotoRecord", "PhotoResult", "Settings", "TagCache", "csv_report", "json_report",
+    "tag_photos", "UNKNOWN", "align_face", "build_base",
     "build_head", "calibrate_threshold", "crop_box", "decode_image", "face_crop", "find_photos", "identify_files",
     "l2_normalize", "load_embedder", "load_image", "make_detector", "pick_face", "similarity_transform",
     "validate_name", "LiveProcessor", "LiveSnapshot", "Presence", "TrackedFace",
