@@ -448,3 +448,26 @@ def test_ray_engine_gives_the_same_results_and_reports(recognizer, many_photos, 
         ray.shutdown()
     assert _table(results) == expected
     assert json.loads(json_report(results))["summary"] == {"photos": 21, "tagged": 20, "failed": 1, "faces": 32}
+
+
+def test_tag_reads_heic_when_pillow_heif_is_installed(tag_env, capsys):
+    pytest.importorskip("pillow_heif")
+    from facerec import cli
+
+    d = tag_env / "photos"
+    d.mkdir()
+    photo = synthetic_photo([1, 2], seed=3)
+    _save(photo, d / "phone.heic", "HEIF", quality=100)
+    assert cli.main(["tag", str(d), "-q"]) == 0
+    rows = sorted(_rows(capsys.readouterr().out), key=lambda r: int(r[4]))
+    assert len(rows) == 2 and [int(v) for v in rows[0][4:]] == pytest.approx([30, 20, 48, 48], abs=10)
+
+
+def test_tag_on_an_empty_gallery_is_one_clear_error(tag_env, capsys):
+    from facerec import cli
+
+    d = tag_env / "photos"
+    _save(synthetic_photo([1], seed=3), d / "a.png", "PNG")
+    assert cli.main(["tag", str(d), "-q", "--gallery", str(tag_env / "nobody")]) == 5
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nobody is enrolled" in err[0]
