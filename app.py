@@ -21,6 +21,15 @@ from pathlib import Path
 import streamlit as st
 from PIL import Image
 
+# WebRTC (aiortc) must be imported before anything loads TensorFlow: the other way
+# round, aiortc's libsrtp and TensorFlow's bundled SSL symbols crash the process.
+try:
+    import av
+    from streamlit_webrtc import WebRtcMode, webrtc_streamer
+except ImportError as _exc:
+    webrtc_streamer = None
+    WEBRTC_MISSING = str(_exc)
+
 from facerec import BACKBONES, FaceRecError, FaceRecognizer, Settings, decode_image, load_image
 from facerec.align import crop_box
 from facerec.draw import draw_matches
@@ -121,11 +130,8 @@ def presence_text(snap: LiveSnapshot) -> str:
 
 def page_live(rec: FaceRecognizer) -> None:
     st.header("Live")
-    try:
-        import av
-        from streamlit_webrtc import WebRtcMode, webrtc_streamer
-    except ImportError as exc:
-        st.warning(f"Live video is not available here ({exc}); identifying single snapshots instead.")
+    if webrtc_streamer is None:
+        st.warning(f"Live video is not available here ({WEBRTC_MISSING}); identifying single snapshots instead.")
         identify_picture(rec, st.camera_input("Camera snapshot", key="live_camera"))
         return
     st.caption("Every face is boxed with its name and score (strangers: unknown); "

@@ -8,6 +8,11 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+try:  # before TensorFlow, as app.py does: aiortc imported after TensorFlow crashes the process
+    import streamlit_webrtc  # noqa: F401
+except ImportError:
+    pass
+
 import cv2
 import numpy as np
 import pytest
