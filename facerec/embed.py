@@ -61,6 +61,8 @@ class Backbone:
             normalisation per cell and per layer (balances cells and layers).
         head_method: how ``train-head`` fits the head: ``"cosface"`` or ``"lda"``.
         lda_pca: PCA dimensions kept before LDA.
+        lda_shrink: shrinkage of the within-person scatter toward a multiple
+            of the identity, in [0, 1] (steadier with few photos per person).
     """
 
     name: str
@@ -75,6 +77,7 @@ class Backbone:
     power_norm: bool = False
     head_method: str = "cosface"
     lda_pca: int = 512
+    lda_shrink: float = 0.1
 
 
 BACKBONES: dict[str, Backbone] = {
@@ -84,12 +87,15 @@ BACKBONES: dict[str, Backbone] = {
         head_by_default=False,
     ),
     "resnet50": Backbone(
-        "resnet50", 224, "conv4_block6_out", 0.8, _caffe_preprocess, 0.953,
-        "ResNet50 ImageNet (Keras), conv4 features + trained head",
+        "resnet50", 224, "conv4_block6_out", 0.8, _caffe_preprocess, 0.948,
+        "ResNet50 ImageNet (Keras), conv4 features on a 3x3 grid + PCA/LDA head",
+        grid=3, power_norm=True, head_method="lda", lda_pca=320,
     ),
     "vgg16": Backbone(
         "vgg16", 224, "block5_conv3", 0.8, _caffe_preprocess, 0.95,
-        "VGG16 ImageNet (Keras), block5 features; weights from Keras's download or a local file",
+        "VGG16 ImageNet (Keras), block5 features on a 3x3 grid (unmeasured: no weights here); "
+        "weights from Keras's download or a local file",
+        grid=3, power_norm=True, head_method="lda", lda_pca=320,
     ),
 }
 

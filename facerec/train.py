@@ -288,7 +288,7 @@ def train_head(feats: np.ndarray, labels: Sequence[str], valid: np.ndarray, back
     method = method or backbone.head_method
     keras.utils.set_random_seed(seed)
     if method == "lda":
-        mean, W = fit_lda(Xtr, ytr, pca_dim or backbone.lda_pca, dim)
+        mean, W = fit_lda(Xtr, ytr, pca_dim or backbone.lda_pca, dim, backbone.lda_shrink)
         head = linear_head(mean, W)
     elif method == "cosface":
         head = _train_cosface(Xtr, ytr, len(classes), dim, epochs, lr, verbose)

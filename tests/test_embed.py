@@ -4,7 +4,7 @@ import pytest
 from facerec.embed import BACKBONES, build_base, build_head, load_head, save_head, HeadInfo
 
 
-@pytest.mark.parametrize("name,size,dim", [("resnet50", 64, 1024), ("vgg16", 64, 512), ("face-resnet", 150, 128)])
+@pytest.mark.parametrize("name,size,dim", [("resnet50", 64, 9 * 1024), ("vgg16", 64, 9 * 512), ("face-resnet", 150, 128)])
 def test_bases_are_frozen_with_the_right_feature_size(name, size, dim):
     base = build_base(BACKBONES[name], pretrained=False, input_size=size)
     assert base.output_shape == (None, dim)
@@ -37,3 +37,38 @@ def test_embedder_batches_and_flips(tiny_embedder):
 
 def test_embedder_key_names_base_head_and_size(tiny_embedder):
     assert tiny_embedder.key == "face-resnet@32+none"
+
+
+def test_grid_pooling_of_several_layers_keeps_layout_and_unit_blocks():
+    """Two layers, 2x2 cells each, power-normalised: each layer's block has unit length,
+    and moving content from one corner to another changes the features (layout kept)."""
+    import dataclasses
+
+    b = dataclasses.replace(BACKBONES["resnet50"], feature_layer=("conv3_block4_out", "conv4_block6_out"),
+                            grid=2, power_norm=True)
+    base = build_base(b, pretrained=False, input_size=64)
+    assert base.output_shape == (None, 4 * 512 + 4 * 1024)
+    assert not base.trainable and not base.trainable_weights
+    x = np.zeros((2, 64, 64, 3), "float32")
+    x[0, :32, :32] = 100.0
+    x[1, 32:, 32:] = 100.0
+    y = np.asarray(base(x, training=False))
+    assert np.allclose(np.linalg.norm(y[:, :2048], axis=1), 1, atol=1e-4)
+    assert np.allclose(np.linalg.norm(y[:, 2048:], axis=1), 1, atol=1e-4)
+    assert not np.allclose(y[0], y[1], atol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["resnet50", "vgg16"])
+def test_registry_feature_size_matches_the_shipped_head(name):
+    """The registry's pooling gives the feature length the shipped head expects (weights=None)."""
+    from facerec.embed import shipped_head
+
+    base = build_base(BACKBONES[name], pretrained=False)
+    x = np.random.default_rng(0).uniform(-100, 100, (1, 224, 224, 3)).astype("float32")
+    assert np.asarray(base(x, training=False)).shape == (1, base.output_shape[-1])
+    stem = shipped_head(name)
+    if stem is not None:
+        head, info = load_head(stem)
+        assert info.in_dim == base.output_shape[-1]
+        v = np.asarray(head(np.asarray(base(x, training=False)), training=False))
+        assert v.shape == (1, info.out_dim) and np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)

@@ -1,6 +1,6 @@
 import numpy as np
 
-from facerec.embed import BACKBONES, load_head
+from facerec.embed import BACKBONES, HeadInfo, load_head, save_head
 from facerec.evaluate import evaluate_open_set, split_protocol, verification_accuracy
 from facerec.train import person_split, train_head
 
@@ -64,3 +64,42 @@ def test_train_head_learns_identities_and_saves(tmp_path):
     assert report.with_head["rank1"] > report.base_only["rank1"]
     head, info = load_head(tmp_path / "h")
     assert info.in_dim == dim and info.out_dim == 16 and 0 < info.threshold <= 1
+
+
+def test_linear_head_is_exactly_the_lda_projection_and_round_trips(tmp_path):
+    from facerec.train import fit_lda, linear_head
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(40), 4)
+    X = rng.normal(size=(160, 30))
+    X[:, :4] += 3 * rng.normal(size=(40, 4))[y]
+    mean, W = fit_lda(X, y, pca_dim=20, out_dim=8)
+    assert mean.shape == (30,) and W.shape == (30, 8)
+    head = linear_head(mean, W)
+    ref = (X - mean) @ W
+    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+    v = np.asarray(head(X.astype("float32"), training=False))
+    assert np.allclose(v, ref, atol=1e-5)
+    save_head(head, HeadInfo("resnet50", 30, 8, 0.5), tmp_path / "lda")
+    loaded, _ = load_head(tmp_path / "lda")
+    assert np.allclose(np.asarray(loaded(X.astype("float32"), training=False)), ref, atol=1e-5)
+
+
+def test_lda_head_finds_identity_dimensions(tmp_path):
+    """Identity in 8 of 48 dimensions under heavy nuisance noise: LDA must beat raw cosine.
+
+    The nuisance dimensions have the larger variance, so PCA must keep all 48."""
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(60, 8)) * 2
+    labels, feats = [], []
+    for p in range(60):
+        for _ in range(6 if p < 50 else 1):
+            ident = centres[p] + rng.normal(scale=0.4, size=8)
+            feats.append([np.concatenate([ident, rng.normal(scale=3.0, size=40)]) for _ in range(2)])
+            labels.append(f"p{p}")
+    feats = np.array(feats, dtype=np.float32)
+    report = train_head(feats, labels, np.ones(len(labels), bool), BACKBONES["resnet50"], tmp_path / "h",
+                        dim=16, method="lda", pca_dim=48)
+    assert report.with_head["rank1"] > report.base_only["rank1"] + 0.2
+    head, info = load_head(tmp_path / "h")
+    assert info.metrics["method"] == "lda" and info.in_dim == 48 and 0 < info.threshold <= 1
