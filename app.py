@@ -11,7 +11,6 @@ import base64
 import dataclasses
 import io
 import json
-import os
 import tempfile
 import time
 import zipfile
@@ -44,7 +43,6 @@ MAX_ZIP_BYTES = 1024 * 1024 * 1024  # uncompressed total of an uploaded zip
 MAX_ZIP_FILES = 5000
 SETTINGS_FILE = ".facerec/app_settings.json"
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp"]
-ICE_ENV = "FACEREC_ICE_SERVERS"
 
 
 def base_settings() -> Settings:
@@ -91,26 +89,6 @@ def thumbnail(path: Path, size: int = 96):
     return crop_box(image, (0, 0, w, h), size, margin=0.0)
 
 
-def ice_servers() -> list[dict]:
-    """ICE servers for WebRTC from ``FACEREC_ICE_SERVERS``: none by default (enough on localhost).
-
-    The variable holds either comma-separated URLs (``stun:stun.example.org:3478``)
-    or a JSON list of RTCIceServer objects (``[{"urls": ["turn:..."], "username": ..., "credential": ...}]``).
-    """
-    raw = os.environ.get(ICE_ENV, "").strip()
-    if not raw:
-        return []
-    if raw.startswith("["):
-        try:
-            servers = json.loads(raw)
-        except ValueError as exc:
-            raise FaceRecError(f"{ICE_ENV} is not valid JSON: {exc}") from None
-        if not isinstance(servers, list) or not all(isinstance(x, dict) and "urls" in x for x in servers):
-            raise FaceRecError(f"{ICE_ENV} must be a JSON list of objects with 'urls'")
-        return servers
-    return [{"urls": [u.strip() for u in raw.split(",") if u.strip()]}]
-
-
 def live_processor(rec: FaceRecognizer) -> LiveProcessor:
     """This browser session's processor (tracks belong to one video stream), for the current recogniser."""
     proc = st.session_state.get("live_processor")
@@ -144,7 +122,7 @@ def page_live(rec: FaceRecognizer) -> None:
 
     video, side = st.columns([3, 2])
     with video:
-        rtc = {"iceServers": ice_servers()}
+        rtc = {"iceServers": rec.settings.ice_server_list()}
         try:
             ctx = webrtc_streamer(
                 key="live", mode=WebRtcMode.SENDRECV, rtc_configuration=rtc,

@@ -7,6 +7,7 @@ facerec reads the environment behind your back except :meth:`Settings.from_env`.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,9 @@ class Settings:
         head: a trained head file stem (``PATH.weights.h5`` + ``PATH.json``)
             instead of the one shipped for the backbone.
         weights: explicit weight files, ``(("resnet50", Path), ...)``.
+        ice_servers: STUN/TURN servers for the app's live video (WebRTC), either
+            comma-separated URLs (``stun:stun.example.org:3478``) or a JSON list of
+            RTCIceServer objects; empty (the default) is enough on localhost.
     """
 
     gallery: Path = Path("enroll_data")
@@ -57,6 +61,7 @@ class Settings:
     cache_dir: Path = field(default_factory=default_cache_dir)
     weights: tuple[tuple[str, Path], ...] = ()
     head: Path | None = None
+    ice_servers: str = ""
 
     def __post_init__(self) -> None:
         if self.detector not in DETECTORS:
@@ -74,6 +79,25 @@ class Settings:
         """The weights file configured for ``backbone``, if any."""
         return dict(self.weights).get(backbone)
 
+    def ice_server_list(self) -> list[dict]:
+        """:attr:`ice_servers` as WebRTC ``iceServers`` (a list of ``{"urls": [...], ...}``).
+
+        Raises:
+            ConfigError: the JSON form is malformed.
+        """
+        raw = self.ice_servers.strip()
+        if not raw:
+            return []
+        if not raw.startswith("["):
+            return [{"urls": [u.strip() for u in raw.split(",") if u.strip()]}]
+        try:
+            servers = json.loads(raw)
+        except ValueError as exc:
+            raise ConfigError(f"FACEREC_ICE_SERVERS is not valid JSON: {exc}") from None
+        if not isinstance(servers, list) or not all(isinstance(x, dict) and "urls" in x for x in servers):
+            raise ConfigError("FACEREC_ICE_SERVERS must be a JSON list of objects with 'urls'")
+        return servers
+
     def replace(self, **changes: Any) -> "Settings":
         """A copy with some fields changed; ``None`` values are ignored."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -90,7 +114,7 @@ class Settings:
             "gallery": Path, "backbone": str, "detector": str,
             "detection_confidence": float, "min_face_size": int,
             "threshold": float, "max_detect_side": int, "batch_size": int,
-            "cache_dir": Path, "head": Path, "flip": lambda s: s.strip().lower() in ("1", "true", "yes", "on"),
+            "cache_dir": Path, "head": Path, "ice_servers": str, "flip": lambda s: s.strip().lower() in ("1", "true", "yes", "on"),
         }
         for name, cast in casts.items():
             raw = env.get(f"FACEREC_{name.upper()}")

@@ -40,3 +40,14 @@ def test_face_and_match_values():
     with pytest.raises(AttributeError):
         f.score = 1.0  # frozen
     assert Match("ann", 0.9).known and not Match(UNKNOWN, 0.2).known
+
+
+def test_ice_servers_from_the_environment():
+    assert Settings.from_env({}).ice_server_list() == []
+    urls = Settings.from_env({"FACEREC_ICE_SERVERS": "stun:a.example:3478, turn:b.example"}).ice_server_list()
+    assert urls == [{"urls": ["stun:a.example:3478", "turn:b.example"]}]
+    turn = '[{"urls": ["turn:t.example:3478"], "username": "u", "credential": "p"}]'
+    assert Settings.from_env({"FACEREC_ICE_SERVERS": turn}).ice_server_list()[0]["username"] == "u"
+    for bad in ('[{"url": "x"}]', "[not json"):
+        with pytest.raises(ConfigError):
+            Settings.from_env({"FACEREC_ICE_SERVERS": bad}).ice_server_list()
