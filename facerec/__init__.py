@@ -12,36 +12,35 @@ enrolled people of a gallery folder, saying ``unknown`` for strangers::
 Importing this package loads no model; models load on first use.
 """
 
-from facerec.align import align_face, crop_box, face_crop, similarity_transform
-from facerec.classify import CosineMatcher, calibrate_threshold
-from facerec.cluster import UnknownGroup, cluster_unknown, enroll_cluster, write_contact_sheet
-from facerec.detect import Detector, MTCNNDetector, OpenCVDetector, make_detector
-from facerec.embed import BACKBONES, Backbone, Embedder, build_base, build_head, l2_normalize, load_embedder
-from facerec.errors import (
-    ClusterError,
-    ConfigError,
-    EmptyGalleryError,
-    FaceRecError,
-    ImageError,
-    InvalidNameError,
-    ManyFacesError,
-    MetadataError,
-    ModelUnavailableError,
-    NoFaceError,
-    PersonExistsError,
-    PersonNotFoundError,
-)
-from facerec.gallery import Gallery, Person, PhotoRecord, validate_name
-from facerec.images import decode_image, load_image
-from facerec.pipeline import FaceRecognizer, pick_face
-from facerec.settings import Settings
-from facerec.tagcache import TagCache
-from facerec.tagging import PhotoResult, csv_report, find_photos, identify_files, json_report, tag_photos
-from facerec.types import UNKNOWN, Face, Match
-from facerec.xmp import write_sidecar
-from facerec.video import LiveProcessor, LiveSnapshot, Presence, TrackedFace
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+
+# Public names are resolved on first use (PEP 562), so that ``import facerec`` (and the
+# tag cache's fast path) imports neither scikit-learn nor TensorFlow.
+_MODULES = {
+    "facerec.align": "align_face crop_box face_crop similarity_transform",
+    "facerec.classify": "CosineMatcher calibrate_threshold",
+    "facerec.cluster": "UnknownGroup cluster_unknown enroll_cluster write_contact_sheet",
+    "facerec.detect": "Detector MTCNNDetector OpenCVDetector make_detector",
+    "facerec.embed": "BACKBONES Backbone Embedder build_base build_head l2_normalize load_embedder",
+    "facerec.errors": ("ClusterError ConfigError EmptyGalleryError FaceRecError ImageError InvalidNameError "
+                       "ManyFacesError MetadataError ModelUnavailableError NoFaceError PersonExistsError "
+                       "PersonNotFoundError"),
+    "facerec.gallery": "Gallery Person PhotoRecord validate_name",
+    "facerec.images": "decode_image load_image",
+    "facerec.pipeline": "FaceRecognizer pick_face",
+    "facerec.settings": "Settings",
+    "facerec.tagcache": "TagCache",
+    "facerec.tagging": "PhotoResult csv_report find_photos identify_files json_report tag_photos",
+    "facerec.types": "UNKNOWN Face Match",
+    "facerec.xmp": "write_sidecar",
+    "facerec.video": "LiveProcessor LiveSnapshot Presence TrackedFace",
+}
+_LAZY = {name: module for module, names in _MODULES.items() for name in names.split()}
 
 __all__ = [
     "BACKBONES", "Backbone", "ConfigError", "CosineMatcher", "Detector", "Embedder", "EmptyGalleryError", "Face",
@@ -55,3 +54,47 @@ __all__ = [
     "ClusterError", "MetadataError", "UnknownGroup", "cluster_unknown", "enroll_cluster", "write_contact_sheet",
     "write_sidecar",
 ]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'facerec' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+if TYPE_CHECKING:
+    from facerec.align import align_face, crop_box, face_crop, similarity_transform
+    from facerec.classify import CosineMatcher, calibrate_threshold
+    from facerec.cluster import UnknownGroup, cluster_unknown, enroll_cluster, write_contact_sheet
+    from facerec.detect import Detector, MTCNNDetector, OpenCVDetector, make_detector
+    from facerec.embed import BACKBONES, Backbone, Embedder, build_base, build_head, l2_normalize, load_embedder
+    from facerec.errors import (
+        ClusterError,
+        ConfigError,
+        EmptyGalleryError,
+        FaceRecError,
+        ImageError,
+        InvalidNameError,
+        ManyFacesError,
+        MetadataError,
+        ModelUnavailableError,
+        NoFaceError,
+        PersonExistsError,
+        PersonNotFoundError,
+    )
+    from facerec.gallery import Gallery, Person, PhotoRecord, validate_name
+    from facerec.images import decode_image, load_image
+    from facerec.pipeline import FaceRecognizer, pick_face
+    from facerec.settings import Settings
+    from facerec.tagcache import TagCache
+    from facerec.tagging import PhotoResult, csv_report, find_photos, identify_files, json_report, tag_photos
+    from facerec.types import UNKNOWN, Face, Match
+    from facerec.xmp import write_sidecar
+    from facerec.video import LiveProcessor, LiveSnapshot, Presence, TrackedFace

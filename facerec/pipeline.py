@@ -10,12 +10,11 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
 
 from facerec.align import face_crop
-from facerec.classify import CosineMatcher
 from facerec.detect import Detector, make_detector
 from facerec.embed import Embedder, load_embedder
 from facerec.errors import EmptyGalleryError, ImageError, ManyFacesError, NoFaceError
@@ -23,6 +22,9 @@ from facerec.gallery import Gallery, PhotoRecord, content_hash
 from facerec.images import decode_image
 from facerec.settings import Settings
 from facerec.types import Face, Match
+
+if TYPE_CHECKING:  # scikit-learn is imported only when a matcher is fitted
+    from facerec.classify import CosineMatcher
 
 
 def iou(a, b) -> float:
@@ -139,6 +141,8 @@ class FaceRecognizer:
             if len(X) == 0:
                 raise EmptyGalleryError(
                     f"nobody is enrolled in {self.gallery.root}; enrol people first (facerec enroll)")
+            from facerec.classify import CosineMatcher
+
             self._matcher = CosineMatcher(threshold=self.threshold).fit(X, names)
             self._fitted_version = self.gallery.version
             return self._matcher

@@ -7,7 +7,11 @@ not), ``pipeline`` names everything that decides the faces and their vectors
 displayed size and each face's box, score, landmarks and identity vector, so a
 later run skips decoding, detection and embedding and only re-matches the
 vectors against the gallery as it is then (matching is cheap, so a gallery
-change re-names every face without re-processing any photo).
+change re-names every face without re-processing any photo). The last matches
+of each photo are stored too, keyed by the gallery's match key (content
+fingerprint of its vectors and names, base + head key, threshold: see
+:func:`facerec.tagging.gallery_match_key`), so a run over unchanged photos and an
+unchanged gallery needs no matcher at all.
 
 Each photo is committed in its own small transaction, so an interrupted run
 leaves a consistent cache and the next run resumes where it stopped.
@@ -22,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facerec.types import Face
+from facerec.types import Face, Match
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS photos (
@@ -30,6 +34,9 @@ CREATE TABLE IF NOT EXISTS photos (
     faces TEXT NOT NULL, vectors BLOB NOT NULL, dim INTEGER NOT NULL, added REAL NOT NULL,
     PRIMARY KEY (sha, pipeline));
 CREATE TABLE IF NOT EXISTS models (signature TEXT PRIMARY KEY, key TEXT NOT NULL, threshold REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS matches (
+    sha TEXT NOT NULL, pipeline TEXT NOT NULL, gallery TEXT NOT NULL, matches TEXT NOT NULL,
+    PRIMARY KEY (sha, pipeline));
 """
 
 
@@ -113,3 +120,16 @@ class TagCache:
         """Remember which embedder key and threshold a model signature gave."""
         with self._lock:
             self._con.execute("INSERT OR REPLACE INTO models VALUES (?,?,?)", (signature, key, float(threshold)))
+
+    def get_matches(self, sha: str, pipeline: str, gallery: str) -> list[Match] | None:
+        """The matches stored for a photo's faces (in face order) under gallery match key ``gallery``, or ``None``."""
+        with self._lock:
+            row = self._con.execute("SELECT matches FROM matches WHERE sha=? AND pipeline=? AND gallery=?",
+                                    (sha, pipeline, gallery)).fetchone()
+        return None if row is None else [Match(name, float(score)) for name, score in json.loads(row[0])]
+
+    def put_matches(self, sha: str, pipeline: str, gallery: str, matches: list[Match]) -> None:
+        """Store a photo's matches under gallery match key ``gallery`` (replaces older ones)."""
+        text = json.dumps([[m.name, float(m.score)] for m in matches], ensure_ascii=False)
+        with self._lock:
+            self._con.execute("INSERT OR REPLACE INTO matches VALUES (?,?,?,?)", (sha, pipeline, gallery, text))

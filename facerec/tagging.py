@@ -241,6 +241,20 @@ def model_signature(settings) -> str:
     return f"{facerec.__version__}|{settings.backbone}|{settings.head}|{digest}|{settings.weights!r}"
 
 
+def gallery_match_key(embedder_key: str, threshold: float, X: np.ndarray, names: Sequence[str]) -> str:
+    """What decides the matches of stored vectors: a fingerprint of the gallery's vectors
+    (``(N, D)`` float32) and their names, the base + head key and the threshold.
+
+    Unlike ``Gallery.version`` (a counter that restarts with a recreated gallery), it
+    depends only on content, so the tag cache can reuse a photo's stored matches
+    whenever it is unchanged and re-match from the stored vectors whenever it is not.
+    """
+    h = hashlib.sha256(f"{embedder_key}|{float(threshold)!r}|{len(names)}|".encode())
+    h.update("\0".join(names).encode())
+    h.update(np.ascontiguousarray(X, dtype=np.float32).tobytes())
+    return h.hexdigest()
+
+
 def pipeline_key(settings, embedder_key: str, detector: str) -> str:
     """The cache key of everything that decides a photo's faces and vectors."""
     return (f"{embedder_key}|flip={int(settings.flip)}|det={detector}|side={settings.max_detect_side}"
@@ -408,12 +422,10 @@ def tag_photos(recognizer: FaceRecognizer, paths: Iterable[Path], *, cache: "Tag
         EmptyGalleryError, ModelUnavailableError: problems that concern every
             photo end the run instead of failing each one.
     """
-    from facerec.classify import CosineMatcher
     from facerec.gallery import content_hash
 
     settings = recognizer.settings
     if model is None:
-        recognizer.refresh(refresh_progress)
         model = (recognizer.embedder.key, recognizer.embedder.threshold)
         if on_model:
             on_model(*model)
@@ -423,17 +435,27 @@ def tag_photos(recognizer: FaceRecognizer, paths: Iterable[Path], *, cache: "Tag
     gallery = recognizer.gallery
     gallery.sync()
     X, names, missing = gallery.vectors(key)
+    matcher = None
     if missing:
         matcher = recognizer.refresh(refresh_progress)
+        X, names, _ = gallery.vectors(key)
     elif len(X) == 0:
         raise EmptyGalleryError(f"nobody is enrolled in {gallery.root}; enrol people first (facerec enroll)")
-    else:
-        matcher = CosineMatcher(threshold=threshold).fit(X, names)
+    gal = gallery_match_key(key, threshold, X, names)
     det_name = getattr(detector_factory, "name", None) or settings.detector
     pipe = pipeline_key(settings, key, det_name)
 
-    def matched(path: Path, size, faces: list[Face], cached: bool) -> PhotoResult:
-        matches = matcher.match(np.stack([f.vector for f in faces])) if faces else []
+    def matched(path: Path, sha: str, size, faces: list[Face], cached: bool) -> PhotoResult:
+        nonlocal matcher
+        matches = cache.get_matches(sha, pipe, gal) if cached else None
+        if matches is None or len(matches) != len(faces):
+            if matcher is None and faces:  # fitted only when some photo's matches are not stored
+                from facerec.classify import CosineMatcher
+
+                matcher = CosineMatcher(threshold=threshold).fit(X, names)
+            matches = matcher.match(np.stack([f.vector for f in faces])) if faces else []
+            if cache is not None:
+                cache.put_matches(sha, pipe, gal, matches)
         return PhotoResult(path, list(zip(faces, matches)), size=size, cached=cached)
 
     runner = None
@@ -469,7 +491,7 @@ def tag_photos(recognizer: FaceRecognizer, paths: Iterable[Path], *, cache: "Tag
             i += len(p.faces)
             if cache is not None:
                 cache.put(sha, pipe, p.size, fs)
-            yield matched(path, p.size, fs, False)
+            yield matched(path, sha, p.size, fs, False)
 
     def drain(block_until: int) -> Iterator[PhotoResult]:
         while len(inflight) > block_until:
@@ -499,7 +521,7 @@ def tag_photos(recognizer: FaceRecognizer, paths: Iterable[Path], *, cache: "Tag
             sha = content_hash(data)
             hit = cache.get(sha, pipe) if cache is not None else None
             if hit is not None:
-                yield matched(path, hit[0], hit[1], True)
+                yield matched(path, sha, hit[0], hit[1], True)
                 continue
             pending.append((path, sha, data))
             if len(pending) >= batch_size or sum(len(d) for _, _, d in pending) >= batch_bytes:

@@ -133,3 +133,16 @@ def test_switching_the_base_re_embeds_instead_of_mixing(recognizer, settings, ti
     assert rec2.identify(synthetic_photo([1], seed=4))[0][1].name == "Ann"
     g = recognizer.gallery
     assert g.vectors(other.key)[0].shape == (1, 16) and g.vectors(tiny_embedder.key)[0].shape == (1, 64)
+
+
+def test_importing_the_package_the_tagger_and_the_cli_loads_neither_sklearn_nor_tensorflow():
+    import subprocess
+    import sys
+
+    code = ("import sys, facerec, facerec.tagging, facerec.cli; "
+            "print(sorted(m for m in ('sklearn', 'tensorflow', 'keras') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout
+    assert out.strip() == "[]"
+    code = "import facerec; print(facerec.Settings.__name__, facerec.CosineMatcher.__module__, 'Gallery' in dir(facerec))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout
+    assert out.split() == ["Settings", "facerec.classify", "True"]

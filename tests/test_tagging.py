@@ -292,6 +292,42 @@ def test_second_run_comes_from_the_cache_and_changes_are_retagged(recognizer, se
         assert sorted(m.name for _, m in fourth["04.png"].faces) == ["Ann", "Bob", "Cleo"]
 
 
+def test_unchanged_gallery_reuses_stored_matches_and_a_changed_one_rematches(recognizer, settings, many_photos,
+                                                                            tmp_path, monkeypatch):
+    from facerec.classify import CosineMatcher
+    from facerec.pipeline import FaceRecognizer
+    from facerec.tagcache import TagCache
+    from facerec.tagging import find_photos, tag_photos
+
+    _enrol(recognizer)
+    paths = list(find_photos([many_photos]))
+    with TagCache(tmp_path / "tags.sqlite") as cache:
+        first = list(tag_photos(recognizer, paths, cache=cache))
+        fit = CosineMatcher.fit
+
+        def no_fit(self, X, y):
+            raise AssertionError("a matcher was fitted although every photo's matches are stored")
+
+        monkeypatch.setattr(CosineMatcher, "fit", no_fit)
+        blind = FaceRecognizer(settings, detector=_NoDetector(), embedder=recognizer.embedder)
+        second = list(tag_photos(blind, paths, cache=cache))
+        assert _table(second) == _table(first) and sum(r.cached for r in second) == 20
+        # a different threshold is a different match key: re-matched from the stored vectors
+        with pytest.raises(AssertionError, match="matcher was fitted"):
+            list(tag_photos(FaceRecognizer(settings.replace(threshold=0.99), detector=_NoDetector(),
+                                           embedder=recognizer.embedder), paths, cache=cache))
+
+        monkeypatch.setattr(CosineMatcher, "fit", fit)
+        recognizer.enroll("Cleo", png_bytes(synthetic_photo([9], seed=0)), source="cleo.png")
+        third = {r.path.name: r for r in tag_photos(blind, paths, cache=cache)}
+        assert sum(r.cached for r in third.values()) == 20
+        assert [m.name for _, m in third["08.png"].faces] == ["Cleo"]
+        assert sorted(m.name for _, m in third["04.png"].faces) == ["Ann", "Bob", "Cleo"]
+        monkeypatch.setattr(CosineMatcher, "fit", no_fit)  # the new gallery's matches are stored now
+        fourth = list(tag_photos(blind, paths, cache=cache))
+        assert _table(fourth) == _table(third.values())
+
+
 def test_interrupted_run_leaves_a_consistent_cache_and_resumes(recognizer, many_photos, tmp_path):
     import sqlite3
 
@@ -359,6 +395,29 @@ def test_cli_second_run_needs_no_model_and_no_cache_writes_nothing(tag_env, caps
     assert cli.main(["tag", str(d), "--cache", str(cache)]) == 0
     out, err = capsys.readouterr()
     assert out == first_out and "5 from cache, 0 processed" in err
+
+
+def test_cli_cached_run_in_a_fresh_process_imports_neither_sklearn_nor_tensorflow(tag_env, capsys):
+    import os
+    import subprocess
+    import sys
+
+    from facerec import cli
+
+    d = tag_env / "photos"
+    for i in range(4):
+        _save(synthetic_photo([1 + i % 2, 9], seed=i), d / f"{i}.png", "PNG")
+    cache = tag_env / "c.sqlite"
+    assert cli.main(["tag", str(d), "-q", "--cache", str(cache)]) == 0
+    first_out = capsys.readouterr().out
+    code = ("import sys; from facerec import cli; rc = cli.main(sys.argv[1:]); "
+            "print('HEAVY', sorted(m for m in ('sklearn', 'tensorflow') if m in sys.modules), file=sys.stderr); "
+            "sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code, "tag", str(d), "--cache", str(cache)], capture_output=True,
+                          text=True, env=dict(os.environ), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == first_out and "4 from cache, 0 processed" in proc.stderr
+    assert "HEAVY []" in proc.stderr
 
 
 # -- engines -------------------------------------------------------------------------
