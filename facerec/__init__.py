@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # Public names are resolved on first use (PEP 562), so that ``import facerec`` (and the
 # tag cache's fast path) imports neither scikit-learn nor TensorFlow.
@@ -42,18 +42,7 @@ _MODULES = {
 }
 _LAZY = {name: module for module, names in _MODULES.items() for name in names.split()}
 
-__all__ = [
-    "BACKBONES", "Backbone", "ConfigError", "CosineMatcher", "Detector", "Embedder", "EmptyGalleryError", "Face",
-    "FaceRecError", "FaceRecognizer", "Gallery", "ImageError", "InvalidNameError", "MTCNNDetector", "ManyFacesError",
-    "Match", "ModelUnavailableError", "NoFaceError", "OpenCVDetector", "Person", "PersonExistsError",
-    "PersonNotFoundError", "PhotoRecord", "PhotoResult", "Settings", "TagCache", "csv_report", "json_report",
-    "tag_photos", "UNKNOWN", "align_face", "build_base",
-    "build_head", "calibrate_threshold", "crop_box", "decode_image", "face_crop", "find_photos", "identify_files",
-    "l2_normalize", "load_embedder", "load_image", "make_detector", "pick_face", "similarity_transform",
-    "validate_name", "LiveProcessor", "LiveSnapshot", "Presence", "TrackedFace",
-    "ClusterError", "MetadataError", "UnknownGroup", "cluster_unknown", "enroll_cluster", "write_contact_sheet",
-    "write_sidecar",
-]
+__all__ = sorted(_LAZY)
 
 
 def __getattr__(name: str):

@@ -243,13 +243,16 @@ def model_signature(settings) -> str:
 
 def gallery_match_key(embedder_key: str, threshold: float, X: np.ndarray, names: Sequence[str]) -> str:
     """What decides the matches of stored vectors: a fingerprint of the gallery's vectors
-    (``(N, D)`` float32) and their names, the base + head key and the threshold.
+    (``(N, D)`` float32) and their names, the base + head key, the threshold and the
+    facerec version (whose matcher rule made the stored matches).
 
     Unlike ``Gallery.version`` (a counter that restarts with a recreated gallery), it
     depends only on content, so the tag cache can reuse a photo's stored matches
     whenever it is unchanged and re-match from the stored vectors whenever it is not.
     """
-    h = hashlib.sha256(f"{embedder_key}|{float(threshold)!r}|{len(names)}|".encode())
+    from facerec import __version__
+
+    h = hashlib.sha256(f"{__version__}|{embedder_key}|{float(threshold)!r}|{len(names)}|".encode())
     h.update("\0".join(names).encode())
     h.update(np.ascontiguousarray(X, dtype=np.float32).tobytes())
     return h.hexdigest()
