@@ -2,10 +2,11 @@
 
 Folder (flat, copied into a scratch dir): group_photos (speed only), celeb5 val
 (labelled), and lfw_dev probes: for the first ``--lfw-people`` people (sorted by
-name) with two or more photos, every photo after the first (at most 3); and the
-single photo of the first ``--strangers`` people with one photo (label: unknown).
-Enrolled, for both tools: all celeb5 train photos and the first photo of each
-of those lfw people.
+name) with more than ``--enrol`` photos, the photos after the first ``--enrol``
+(at most ``--per-person``); and the single photo of the first ``--strangers``
+people with one photo (label: unknown). Enrolled, for both tools: all celeb5
+train photos and the first ``--enrol`` photos (default 3, as in `facerec eval`'s
+k=3 protocol) of each of those lfw people.
 
 Accuracy, same rule for both tools: a photo of an enrolled person is right when
 that person is among the names given to its faces; a stranger's photo is right
@@ -43,7 +44,7 @@ SHARED = ROOT.parent / "shared" / "faces"
 SEP = "__"
 
 
-def build(work: Path, lfw_people: int, strangers: int, per_person: int) -> dict[str, str | None]:
+def build(work: Path, lfw_people: int, strangers: int, per_person: int, k: int) -> dict[str, str | None]:
     """Fill ``work`` with known/ (flat), people/ (per person) and photos/; return label per photo name."""
     for d in ("known", "people", "photos", "empty"):
         (work / d).mkdir(parents=True, exist_ok=True)
@@ -68,12 +69,13 @@ def build(work: Path, lfw_people: int, strangers: int, per_person: int) -> dict[
             probe(person_dir.name, f, f"val_{f.stem}")
     lfw = SHARED / "lfw_dev"
     people = sorted(p for p in lfw.iterdir() if p.is_dir())
-    multi = [p for p in people if len(list(p.iterdir())) >= 2][:lfw_people]
+    multi = [p for p in people if len(list(p.iterdir())) > k][:lfw_people]
     single = [p for p in people if len(list(p.iterdir())) == 1][:strangers]
     for p in multi:
         photos = sorted(p.iterdir())
-        enrol(p.name, photos[0], 0)
-        for f in photos[1:1 + per_person]:
+        for n, f in enumerate(photos[:k]):
+            enrol(p.name, f, n)
+        for f in photos[k:k + per_person]:
             probe(p.name, f, f.stem)
     for p in single:
         probe(None, sorted(p.iterdir())[0], p.name)
@@ -134,14 +136,15 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="facerec --workers values to time")
     ap.add_argument("--lfw-people", type=int, default=200)
     ap.add_argument("--strangers", type=int, default=100)
-    ap.add_argument("--per-person", type=int, default=3)
+    ap.add_argument("--per-person", type=int, default=3, help="probes per enrolled lfw person")
+    ap.add_argument("--enrol", type=int, default=3, help="enrolled photos per lfw person")
     ap.add_argument("--skip-face-recognition", action="store_true")
     ap.add_argument("--work", help="build the folders here and keep them (default: a temporary folder, removed)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "tag_benchmark.json"))
     args = ap.parse_args()
 
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="facerec_tag_bench_"))
-    labels = build(work, args.lfw_people, args.strangers, args.per_person)
+    labels = build(work, args.lfw_people, args.strangers, args.per_person, args.enrol)
     n_photos = len(labels)
     result: dict = {"photos": n_photos, "labelled": sum(v != "group" for v in labels.values()),
                     "enrolled_photos": len(list((work / "known").iterdir())),
