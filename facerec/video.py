@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from facerec.detect import downscale
+from facerec.detect import _rescale, downscale
 from facerec.draw import PENDING, draw_labels, label_text
 from facerec.errors import EmptyGalleryError, FaceRecError
 from facerec.pipeline import FaceRecognizer, iou
@@ -272,11 +272,7 @@ class LiveProcessor:
         """Detect on a downscaled copy, crop and embed from the full frame, match."""
         try:
             small, s = downscale(frame, self.detect_side)
-            faces = [
-                f.replace(box=tuple(v / s for v in f.box),
-                          landmarks=None if f.landmarks is None else (f.landmarks / s).astype(np.float32))
-                for f in self.recognizer.detector.detect(small)
-            ]
+            faces = [_rescale(f, s) for f in self.recognizer.detector.detect(small)]
             faces = self.recognizer.embed(self.recognizer.align(frame, faces))
             try:
                 matches = self.recognizer.match(faces)
