@@ -504,6 +504,7 @@ def tag_photos(recognizer: FaceRecognizer, paths: Iterable[Path], *, cache: "Tag
                 yield from finish(batch, prepared)
 
     pending: list[tuple[Path, str, bytes]] = []
+    pending_bytes = 0  # file bytes held in pending
     try:
         def flush() -> Iterator[PhotoResult]:
             if runner is None:
@@ -527,8 +528,10 @@ def tag_photos(recognizer: FaceRecognizer, paths: Iterable[Path], *, cache: "Tag
                 yield matched(path, sha, hit[0], hit[1], True)
                 continue
             pending.append((path, sha, data))
-            if len(pending) >= batch_size or sum(len(d) for _, _, d in pending) >= batch_bytes:
+            pending_bytes += len(data)
+            if len(pending) >= batch_size or pending_bytes >= batch_bytes:
                 yield from flush()
+                pending_bytes = 0
         if pending:
             yield from flush()
         if runner is not None:
