@@ -29,6 +29,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from facerec.embed import l2_normalize
 from facerec.types import UNKNOWN, Match
 
 RULES = ("centroid", "top_k")
@@ -37,10 +38,6 @@ RULES = ("centroid", "top_k")
 def cosine_to_score(cos: np.ndarray) -> np.ndarray:
     """Cosine similarity in [-1, 1] to a match score in [0, 1] (negatives clip to 0)."""
     return np.clip(cos, 0.0, 1.0)
-
-
-def _unit(X: np.ndarray) -> np.ndarray:
-    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
 
 
 class CosineMatcher(ClassifierMixin, BaseEstimator):
@@ -73,10 +70,10 @@ class CosineMatcher(ClassifierMixin, BaseEstimator):
         if X.ndim != 2 or len(X) != len(y) or len(X) == 0:
             raise ValueError(f"need (N, D) vectors and N labels with N > 0, got {X.shape} and {len(y)}")
         self.classes_, self.y_index_ = np.unique(y, return_inverse=True)
-        self.X_ = _unit(X)
+        self.X_ = l2_normalize(X)
         sums = np.zeros((len(self.classes_), X.shape[1]), dtype=np.float32)
         np.add.at(sums, self.y_index_, self.X_)
-        self.centroids_ = _unit(sums)
+        self.centroids_ = l2_normalize(sums)
         self.n_features_in_ = X.shape[1]
         return self
 
@@ -86,7 +83,7 @@ class CosineMatcher(ClassifierMixin, BaseEstimator):
         X = np.asarray(X, dtype=np.float32)
         if X.ndim == 1:
             X = X[None]
-        X = _unit(X)
+        X = l2_normalize(X)
         if self.rule == "centroid":
             return (X @ self.centroids_.T).astype(np.float32)
         sims = X @ self.X_.T  # (M, N)
