@@ -414,12 +414,6 @@ class ClusterEnrolment:
     skipped: tuple[tuple[Path, str], ...]
 
 
-def _iou(a, b) -> float:
-    from facerec.pipeline import iou
-
-    return iou(a, b)
-
-
 def enroll_cluster(recognizer: "FaceRecognizer", label: str, name: str,
                    clusters_file: Path | None = None) -> ClusterEnrolment:
     """Enrol every face of one unknown group as ``name``.
@@ -440,6 +434,7 @@ def enroll_cluster(recognizer: "FaceRecognizer", label: str, name: str,
         label. In both cases the gallery is unchanged.
     """
     from facerec.images import decode_image, read_bytes
+    from facerec.pipeline import iou
 
     name = validate_name(name)
     clusters = load_clusters(clusters_file or default_clusters_file(recognizer.gallery.root))
@@ -460,8 +455,8 @@ def enroll_cluster(recognizer: "FaceRecognizer", label: str, name: str,
             else:
                 image = decode_image(data, str(m.photo))
                 found = recognizer.detector.detect(image)
-                best = max(found, key=lambda f: _iou(f.box, m.box), default=None)
-                if best is None or _iou(best.box, m.box) < 0.3:
+                best = max(found, key=lambda f: iou(f.box, m.box), default=None)
+                if best is None or iou(best.box, m.box) < 0.3:
                     skipped.append((m.photo, "the face is no longer found in this photo"))
                     continue
                 face = recognizer.embed(recognizer.align(image, [best]))[0]
