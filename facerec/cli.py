@@ -166,7 +166,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from facerec.tagging import csv_report, find_photos, json_report, model_signature, tag_photos
+    from facerec.tagging import csv_report, csv_rows, find_photos, json_report, model_signature, tag_photos
 
     reports = [Path(r) for r in args.report or []]
     for r in reports:
@@ -195,7 +195,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
     workers = args.workers
     if annotate:
         from facerec.draw import draw_matches
-        from facerec.images import load_image
+        from facerec.images import encode_jpeg, load_image
 
         common = Path(os.path.commonpath([str(p.absolute().parent) for p in paths]))
     xmp_write = None
@@ -217,8 +217,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
             if res.error:
                 failed.append((res.path, res.error))
                 continue
-            for i, (face, m) in enumerate(res.faces, start=1):
-                writer.writerow([str(res.path), i, m.name, f"{m.score:.4f}", *face.int_box()])
+            writer.writerows(csv_rows(res))
             sys.stdout.flush()
             try:
                 if xmp_write is not None:
@@ -226,8 +225,6 @@ def cmd_tag(args: argparse.Namespace) -> int:
                 if annotate:
                     target = _annotated_path(annotate, res.path, common)
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    from facerec.images import encode_jpeg
-
                     target.write_bytes(encode_jpeg(draw_matches(load_image(res.path), res.faces)))
             except (FaceRecError, OSError, ValueError) as exc:
                 failed.append((res.path, f"{res.path}: output not written ({exc})"))

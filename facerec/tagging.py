@@ -79,9 +79,14 @@ def csv_report(results: Iterable[PhotoResult]) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for res in results:
-        for i, (face, match) in enumerate(res.faces, start=1):
-            writer.writerow([str(res.path), i, match.name, f"{match.score:.4f}", *face.int_box()])
+        writer.writerows(csv_rows(res))
     return buf.getvalue()
+
+
+def csv_rows(res: PhotoResult) -> list[list]:
+    """The :func:`csv_report` rows of one photo (``CSV_COLUMNS``; none when it failed or has no face)."""
+    return [[str(res.path), i, match.name, f"{match.score:.4f}", *face.int_box()]
+            for i, (face, match) in enumerate(res.faces, start=1)]
 
 
 def json_report(results: Iterable[PhotoResult]) -> str:
