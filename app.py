@@ -324,10 +324,9 @@ def run_tagger(rec: FaceRecognizer, paths: list[Path], shown_root: Path) -> None
     results, rows = [], []
     for i, res in enumerate(identify_files(rec, paths), start=1):
         results.append(res)
-        if res.error:
-            rows.append({"face": None, "photo": shown(res.path), "name": "", "score": None, "box": "", "note": res.error})
-        elif not res.faces:
-            rows.append({"face": None, "photo": shown(res.path), "name": "", "score": None, "box": "", "note": "no face"})
+        if res.error or not res.faces:
+            rows.append({"face": None, "photo": shown(res.path), "name": "", "score": None, "box": "",
+                         "note": res.error or "no face"})
         for (face, match), thumb in zip(res.faces, face_thumbnails(res) if res.faces else []):
             rows.append({"face": thumb, "photo": shown(res.path), "name": match.name, "score": round(match.score, 3),
                          "box": " ".join(map(str, face.int_box())), "note": ""})
