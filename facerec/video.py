@@ -144,6 +144,7 @@ class LiveProcessor:
         self.background = background
         self._clock, self._wall = clock, wall
         self._tracks: list[_Track] = []
+        self._present: tuple[Presence, ...] = ()  # who is in view, updated per detection round
         self._next_id = 0
         self._frame = 0
         self._last_submit = -every
@@ -185,7 +186,7 @@ class LiveProcessor:
         faces = tuple(
             TrackedFace(t.track_id, t.predict(index, 2 * self.every), t.match, t.since) for t in self._tracks
         )
-        snap = LiveSnapshot(faces, self._presence(), _rate(self._frame_times, now),
+        snap = LiveSnapshot(faces, self._present, _rate(self._frame_times, now),
                             _rate(self._detect_times, now), self._frame, self._error)
         with self._snap_lock:
             self._snapshot = snap
@@ -241,6 +242,7 @@ class LiveProcessor:
                 self._next_id += 1
                 self._observe(track, match)
                 self._tracks.append(track)
+        self._present = self._presence()
 
     def _observe(self, track: _Track, match: Match) -> None:
         track.history.append(match)
