@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
+from facerec.embed import l2_normalize
 from facerec.errors import ClusterError, ConfigError, FaceRecError, ImageError
 from facerec.gallery import INDEX_DIR, validate_name
 from facerec.types import Face
@@ -86,7 +87,7 @@ def cluster_unknown(vectors: np.ndarray, threshold: float, method: str = "auto")
         return np.zeros(0, dtype=np.int64)
     if len(X) == 1:
         return np.zeros(1, dtype=np.int64)
-    X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+    X = l2_normalize(X)
     if method == "average":
         from sklearn.cluster import AgglomerativeClustering
 
