@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -90,8 +91,6 @@ class TagCache:
 
     def put(self, sha: str, pipeline: str, size: tuple[int, int], faces: list[Face]) -> None:
         """Store one photo's faces (each with a ``vector``), committed at once."""
-        import time
-
         items = [{"box": [float(v) for v in f.box], "score": float(f.score),
                   "landmarks": None if f.landmarks is None else np.asarray(f.landmarks, dtype=float).tolist()}
                  for f in faces]
