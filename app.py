@@ -298,16 +298,13 @@ def extract_zip(data: bytes, dest: Path) -> list[Path]:
     return sorted(out)
 
 
-def face_thumbnails(result) -> list[str | None]:
-    """A small PNG data URL of each face of a tagging result (``None`` when unreadable)."""
-    try:
-        image = load_image(result.path)
-    except FaceRecError:
-        return [None] * len(result.faces)
+def face_thumbnails(result) -> list[str]:
+    """A small PNG data URL of each face of a tagging result, from its aligned crop
+    (the tagger already made it: the photo is not read again)."""
     urls = []
     for face, _ in result.faces:
         buf = io.BytesIO()
-        Image.fromarray(crop_box(image, face.box, 64)).save(buf, format="PNG")
+        Image.fromarray(face.crop).resize((64, 64)).save(buf, format="PNG")
         urls.append("data:image/png;base64," + base64.b64encode(buf.getvalue()).decode())
     return urls
 
@@ -327,7 +324,7 @@ def run_tagger(rec: FaceRecognizer, paths: list[Path], shown_root: Path) -> None
         if res.error or not res.faces:
             rows.append({"face": None, "photo": shown(res.path), "name": "", "score": None, "box": "",
                          "note": res.error or "no face"})
-        for (face, match), thumb in zip(res.faces, face_thumbnails(res) if res.faces else []):
+        for (face, match), thumb in zip(res.faces, face_thumbnails(res)):
             rows.append({"face": thumb, "photo": shown(res.path), "name": match.name, "score": round(match.score, 3),
                          "box": " ".join(map(str, face.int_box())), "note": ""})
         bar.progress(i / len(paths), text=f"{i} / {len(paths)} photos")
