@@ -32,7 +32,7 @@ except ImportError as _exc:
 from facerec import BACKBONES, FaceRecError, FaceRecognizer, Settings, decode_image, load_image
 from facerec.align import crop_box
 from facerec.draw import draw_matches
-from facerec.gallery import content_hash, validate_name
+from facerec.gallery import content_hash, validate_name, write_atomic
 from facerec.images import is_image_path
 from facerec.tagging import csv_report, find_photos, identify_files, json_report
 from facerec.video import LiveProcessor, LiveSnapshot
@@ -60,9 +60,7 @@ def save_choices(settings: Settings, **choices) -> None:
     """Persist the Settings page's choices next to the gallery index (atomic)."""
     path = settings.gallery / SETTINGS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(choices))
-    tmp.replace(path)
+    write_atomic(path, json.dumps(choices).encode())
 
 
 @st.cache_resource(show_spinner="Loading face models...")

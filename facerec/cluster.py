@@ -21,9 +21,9 @@ photo as displayed (EXIF-rotated).
 
 from __future__ import annotations
 
+import io
 import json
 import math
-import os
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -34,7 +34,7 @@ import numpy as np
 
 from facerec.embed import l2_normalize
 from facerec.errors import ClusterError, ConfigError, FaceRecError, ImageError
-from facerec.gallery import INDEX_DIR, validate_name
+from facerec.gallery import INDEX_DIR, validate_name, write_atomic
 from facerec.types import Face
 
 if TYPE_CHECKING:
@@ -263,9 +263,7 @@ def write_contact_sheet(group: UnknownGroup, out_path: Path, tile: int = 112, co
     cv2.putText(sheet, caption, (4, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_bytes(encode_jpeg(sheet, quality))
-    os.replace(tmp, out_path)
+    write_atomic(out_path, encode_jpeg(sheet, quality))
     return len(crops)
 
 
@@ -303,10 +301,9 @@ def save_clusters(groups: Sequence[UnknownGroup], path: Path, threshold: float, 
     vec_name = f"vectors-{uuid.uuid4().hex[:12]}.npy"
     vecs = [g.vectors for g in groups if g.vectors is not None and len(g.vectors)]
     X = np.concatenate(vecs).astype(np.float32) if vecs else np.zeros((0, 0), dtype=np.float32)
-    tmp = folder / f".{vec_name}.tmp"
-    with open(tmp, "wb") as f:
-        np.save(f, X)
-    os.replace(tmp, folder / vec_name)
+    buf = io.BytesIO()
+    np.save(buf, X)
+    write_atomic(folder / vec_name, buf.getvalue())
     out_groups, row = [], 0
     for g in groups:
         sheet = f"{g.label}.jpg"
@@ -321,9 +318,7 @@ def save_clusters(groups: Sequence[UnknownGroup], path: Path, threshold: float, 
         out_groups.append({"label": g.label, "sheet": sheet if sheets else None, "members": members})
     doc = {"format": FORMAT, "threshold": float(threshold), "model": model, "vectors": vec_name,
            "groups": out_groups}
-    tmp = folder / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    tmp.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, (json.dumps(doc, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
     keep = {vec_name} | {g["sheet"] for g in out_groups if g["sheet"]}
     for old in folder.iterdir():
         if old.name not in keep and (re.fullmatch(r"vectors-[0-9a-f]{12}\.npy", old.name)

@@ -85,6 +85,29 @@ def box_key(box: tuple[float, float, float, float] | None) -> str:
     return json.dumps([int(round(v)) for v in box])
 
 
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` (following a symlink) with ``data`` in one step: readers see the
+    old file or the new one, never a part. The file's permission bits are kept.
+
+    Raises:
+        OSError: nothing was changed (the temporary file is removed).
+    """
+    path = Path(path)
+    target = path.resolve() if path.is_symlink() else path
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if target.exists():
+            os.chmod(tmp, target.stat().st_mode & 0o7777)
+        os.replace(tmp, target)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 @dataclass(frozen=True)
 class Person:
     """An enrolled person and how many photos they have."""
@@ -249,9 +272,7 @@ class Gallery:
         folder.mkdir(exist_ok=True)
         created = not target.exists()
         if created:
-            tmp = folder / f".{fname}.{uuid.uuid4().hex}.tmp"
-            tmp.write_bytes(data)
-            os.replace(tmp, target)
+            write_atomic(target, data)
         bkey = box_key(box)
         try:
             with self._transaction() as con:

@@ -30,13 +30,12 @@ in the same folder, then a rename).
 
 from __future__ import annotations
 
-import os
-import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Sequence
 
 from facerec.errors import MetadataError
+from facerec.gallery import write_atomic
 from facerec.types import Face, Match
 
 NS = {
@@ -295,24 +294,9 @@ def _merge(root: ET.Element, rdf: ET.Element, size: tuple[int, int], faces: Sequ
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    target = path.resolve() if path.is_symlink() else path
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        if target.exists():
-            try:
-                os.chmod(tmp, target.stat().st_mode & 0o7777)
-            except OSError:
-                pass
-        os.replace(tmp, target)
+        write_atomic(path, text.encode("utf-8"))
     except OSError as exc:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
         raise MetadataError(f"{path}: cannot write sidecar ({exc.strerror or exc})") from None
 
 
