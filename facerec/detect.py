@@ -47,7 +47,7 @@ def downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     return small, s
 
 
-def _rescale(face: Face, s: float) -> Face:
+def rescale_face(face: Face, s: float) -> Face:
     """Map a face found on an image scaled by ``s`` back to original pixels."""
     if s == 1.0:
         return face
@@ -94,7 +94,7 @@ class _ScalingDetector:
         return out
 
     def _finish(self, found: list[Face], s: float) -> list[Face]:
-        faces = [_rescale(f, s) for f in found]
+        faces = [rescale_face(f, s) for f in found]
         faces = [
             f for f in faces
             if min(f.box[2], f.box[3]) >= self.min_face_size

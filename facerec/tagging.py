@@ -127,7 +127,7 @@ def find_photos(paths: Iterable[Path], recursive: bool = True, exclude: Sequence
             for f in sorted(it):
                 if (f.is_file() or f.is_symlink()) and is_image_path(f) and not any(
                         part.startswith(".") for part in f.relative_to(p).parts):
-                    if skip and any(f.absolute().resolve().is_relative_to(e) for e in skip):
+                    if skip and any(f.resolve().is_relative_to(e) for e in skip):
                         continue
                     yield f
         else:

@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from facerec.detect import _rescale, downscale
+from facerec.detect import rescale_face, downscale
 from facerec.draw import PENDING, draw_labels, label_text
 from facerec.errors import EmptyGalleryError, FaceRecError
 from facerec.pipeline import FaceRecognizer, iou
@@ -274,7 +274,7 @@ class LiveProcessor:
         """Detect on a downscaled copy, crop and embed from the full frame, match."""
         try:
             small, s = downscale(frame, self.detect_side)
-            faces = [_rescale(f, s) for f in self.recognizer.detector.detect(small)]
+            faces = [rescale_face(f, s) for f in self.recognizer.detector.detect(small)]
             faces = self.recognizer.embed(self.recognizer.align(frame, faces))
             try:
                 matches = self.recognizer.match(faces)
