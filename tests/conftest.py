@@ -127,3 +127,15 @@ def tree_snapshot(root: Path) -> dict[str, bytes]:
         snap["<vectors>"] = repr(con.execute("SELECT sha, box, model, vector FROM vectors ORDER BY 1, 2, 3").fetchall()).encode()
         con.close()
     return snap
+
+
+def deny_reading(monkeypatch, name: str) -> None:
+    """Make reading any file called ``name`` fail with PermissionError (tests run as root)."""
+    real = Path.read_bytes
+
+    def deny(self):
+        if self.name == name:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", deny)

@@ -7,6 +7,8 @@ from PIL import Image
 from facerec.errors import ImageError
 from facerec.images import decode_image, load_image
 
+from conftest import deny_reading
+
 
 def _encode(img: Image.Image, fmt: str, **kw) -> bytes:
     buf = io.BytesIO()
@@ -107,18 +109,10 @@ def test_gif_first_frame_and_heic_message():
 
 
 def test_permission_denied_and_broken_links_are_image_errors(tmp_path, monkeypatch):
-    from pathlib import Path
 
     photo = tmp_path / "locked.jpg"
     photo.write_bytes(_encode(Image.new("RGB", (8, 8)), "JPEG"))
-    real = Path.read_bytes
-
-    def deny(self):
-        if self.name == "locked.jpg":
-            raise PermissionError(13, "Permission denied", str(self))
-        return real(self)
-
-    monkeypatch.setattr(Path, "read_bytes", deny)
+    deny_reading(monkeypatch, "locked.jpg")
     with pytest.raises(ImageError, match="locked.jpg: permission denied"):
         load_image(photo)
     link = tmp_path / "gone.jpg"

@@ -12,7 +12,7 @@ import pytest
 from facerec.tagging import PhotoResult, csv_report, identify_files, json_report
 from facerec.types import UNKNOWN
 
-from conftest import png_bytes, synthetic_photo
+from conftest import deny_reading, png_bytes, synthetic_photo
 
 
 def _enrol(recognizer):
@@ -203,14 +203,7 @@ def test_bad_files_are_reported_with_reasons_and_the_run_goes_on(tag_env, capsys
     (d / "huge.png").write_bytes(_png_header(20000, 20000))
     (d / "locked.png").write_bytes(good)
     (d / "dangling.jpg").symlink_to(d / "deleted.jpg")
-    real = Path.read_bytes
-
-    def deny(self):
-        if self.name == "locked.png":
-            raise PermissionError(13, "Permission denied", str(self))
-        return real(self)
-
-    monkeypatch.setattr(Path, "read_bytes", deny)
+    deny_reading(monkeypatch, "locked.png")
     code = cli.main(["tag", str(d), "-q", "--report", str(tag_env / "r.json"), "--report", str(tag_env / "r.csv")])
     out, err = capsys.readouterr()
     assert code == 1
