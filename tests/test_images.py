@@ -109,7 +109,6 @@ def test_gif_first_frame_and_heic_message():
 
 
 def test_permission_denied_and_broken_links_are_image_errors(tmp_path, monkeypatch):
-
     photo = tmp_path / "locked.jpg"
     photo.write_bytes(_encode(Image.new("RGB", (8, 8)), "JPEG"))
     deny_reading(monkeypatch, "locked.jpg")
