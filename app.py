@@ -32,6 +32,7 @@ except ImportError as _exc:
 from facerec import BACKBONES, FaceRecError, FaceRecognizer, Settings, decode_image, load_image
 from facerec.align import crop_box
 from facerec.draw import draw_matches
+from facerec.embed import calibrated_threshold
 from facerec.gallery import content_hash, validate_name, write_atomic
 from facerec.images import is_image_path
 from facerec.tagging import csv_report, find_photos, identify_files, json_report
@@ -371,7 +372,7 @@ def page_settings(settings: Settings) -> None:
     detector = st.selectbox("Detector", ["mtcnn", "opencv"], index=["mtcnn", "opencv"].index(settings.detector))
     st.caption("What finds the faces: MTCNN also finds eyes, nose and mouth for alignment (more accurate); "
                "OpenCV's Haar cascade is faster but misses more faces and does not align them.")
-    default = BACKBONES[backbone].threshold
+    default = calibrated_threshold(settings.replace(backbone=backbone))
     current = default if settings.threshold is None else settings.threshold
     threshold = st.slider("Unknown threshold", 0.0, 1.0, float(current), 0.01)
     st.caption(f"Faces whose best match scores below this are called unknown: higher means fewer wrong names but "

@@ -46,7 +46,7 @@ def _settings(args: argparse.Namespace):
         detector=getattr(args, "detector", None), threshold=getattr(args, "threshold", None),
         min_face_size=getattr(args, "min_face_size", None),
         detection_confidence=getattr(args, "detection_confidence", None),
-        head=getattr(args, "head", None), flip=True if getattr(args, "flip", False) else None,
+        head=getattr(args, "head", None), flip=getattr(args, "flip", None),
     )
 
 
@@ -322,7 +322,7 @@ def cmd_train_head(args: argparse.Namespace) -> int:
                         trained_on=f"{Path(args.data_dir).name} (split {args.split})",
                         command="facerec " + shlex.join(sys.argv[1:]), verbose=0 if args.quiet else 2)
     b, h = report.base_only, report.with_head
-    _warn(f"held-out people, k=3: base alone rank-1 {b['rank1']:.1%}, with head {h['rank1']:.1%}; "
+    _warn(f"held-out people (2 folds), k=3: base alone rank-1 {b['rank1']:.1%}, with head {h['rank1']:.1%}; "
           f"threshold {report.threshold:.3f} names {h['strangers_named']:.1%} of strangers, "
           f"{h['named_right']:.1%} of enrolled probes")
     print(f"{out}.weights.h5")
@@ -384,7 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--min-face-size", type=int, metavar="PX", help="ignore faces smaller than this (pixels, default 20)")
     model.add_argument("--detection-confidence", type=float, metavar="P", help="minimum detector score, 0-1 (default 0.9)")
     model.add_argument("--head", metavar="STEM", help="use a head trained with train-head (STEM.weights.h5 + STEM.json)")
-    model.add_argument("--flip", action="store_true", help="average each face's vector with its mirror image's")
+    model.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                       help="average each face's vector with its mirror image's (default: per backbone; on for resnet50)")
     thresh = argparse.ArgumentParser(add_help=False)
     thresh.add_argument("--threshold", type=float, metavar="T",
                         help="recognition threshold on the match score, 0-1; below it a face is `unknown` (default: calibrated per backbone)")
@@ -459,10 +460,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train-head", parents=[common, model], help="train a head on a frozen base",
                        description="Train the head on DATA_DIR/<person>/<photos> with the base frozen. Features are "
-                                   "cached; a quarter of the people are held out to measure it and calibrate the threshold.")
+                                   "cached; the head is measured and its threshold calibrated by two-fold "
+                                   "cross-fitting over the people, then fitted on everyone.")
     t.add_argument("data_dir", metavar="DATA_DIR")
     t.add_argument("--epochs", type=int, default=40)
-    t.add_argument("--dim", type=int, default=128, help="identity vector length")
+    t.add_argument("--dim", type=int, help="identity vector length (default per backbone: 128; 256 for resnet50, vgg16)")
     t.add_argument("--views", type=int, default=3, help="augmented views per photo (>= 1)")
     t.add_argument("--split", choices=["all", "train", "test"], default="all",
                    help="use only this deterministic half of the people (see README)")

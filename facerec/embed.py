@@ -61,8 +61,12 @@ class Backbone:
             normalisation per cell and per layer (balances cells and layers).
         head_method: how ``train-head`` fits the head: ``"cosface"`` or ``"lda"``.
         lda_pca: PCA dimensions kept before LDA.
+        head_dim: length of the head's identity vectors.
         lda_shrink: shrinkage of the within-person scatter toward a multiple
             of the identity, in [0, 1] (steadier with few photos per person).
+        flip: average each face's vector with its mirror image's unless the
+            settings say otherwise (set where the evaluation showed it pays for
+            the second forward pass).
     """
 
     name: str
@@ -77,7 +81,9 @@ class Backbone:
     power_norm: bool = False
     head_method: str = "cosface"
     lda_pca: int = 512
+    head_dim: int = 128
     lda_shrink: float = 0.1
+    flip: bool = False
 
 
 BACKBONES: dict[str, Backbone] = {
@@ -87,15 +93,16 @@ BACKBONES: dict[str, Backbone] = {
         head_by_default=False,
     ),
     "resnet50": Backbone(
-        "resnet50", 224, "conv4_block6_out", 0.8, _caffe_preprocess, 0.948,
-        "ResNet50 ImageNet (Keras), conv4 features on a 3x3 grid + PCA/LDA head",
-        grid=3, power_norm=True, head_method="lda", lda_pca=320,
+        "resnet50", 224, "conv4_block6_out", 1.2, _caffe_preprocess, 0.9701,
+        "ResNet50 ImageNet (Keras), conv4 features on a 3x3 grid of a tight face crop + PCA/LDA head, "
+        "mirror-averaged",
+        grid=3, power_norm=True, head_method="lda", lda_pca=400, head_dim=256, flip=True,
     ),
     "vgg16": Backbone(
-        "vgg16", 224, "block5_conv3", 0.8, _caffe_preprocess, 0.95,
-        "VGG16 ImageNet (Keras), block5 features on a 3x3 grid (unmeasured: no weights here); "
-        "weights from Keras's download or a local file",
-        grid=3, power_norm=True, head_method="lda", lda_pca=320,
+        "vgg16", 224, "block5_conv3", 1.2, _caffe_preprocess, 0.95,
+        "VGG16 ImageNet (Keras), block5 features on a 3x3 grid, resnet50's recipe (unmeasured: no "
+        "weights here); weights from Keras's download or a local file",
+        grid=3, power_norm=True, head_method="lda", lda_pca=400, head_dim=256, flip=True,
     ),
 }
 
@@ -407,12 +414,13 @@ class Embedder:
             self._predict = tf.function(lambda t: self._model(t, training=False), reduce_retracing=True)
         return np.asarray(self._predict(tf.constant(x)))
 
-    def embed(self, crops: np.ndarray, flip: bool = False, batch_size: int = 32) -> np.ndarray:
+    def embed(self, crops: np.ndarray, flip: bool | None = None, batch_size: int = 32) -> np.ndarray:
         """Vectors for a batch of crops.
 
         Args:
             crops: ``(N, S, S, 3)`` uint8 RGB, ``S == input_size``.
-            flip: also embed mirror images and average (slower, a little more robust).
+            flip: also embed mirror images and average (slower, more robust);
+                ``None``: the backbone's default (:attr:`Backbone.flip`).
             batch_size: crops per forward pass.
 
         Returns:
@@ -423,6 +431,7 @@ class Embedder:
             raise ValueError(f"expected (N, {self.input_size}, {self.input_size}, 3) crops, got {crops.shape}")
         if len(crops) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
+        flip = self.backbone.flip if flip is None else flip
         out = []
         for i in range(0, len(crops), batch_size):
             x = self.backbone.preprocess(crops[i:i + batch_size].astype(np.float32))
@@ -439,16 +448,32 @@ def file_digest(path: Path, n: int = 10) -> str:
 
 
 @lru_cache(maxsize=4)
-def _load_embedder_cached(name: str, settings: Settings, head_stem: str | None, use_head: bool) -> Embedder:
+def _load_embedder_cached(name: str, settings: Settings, head_stem: str | None) -> Embedder:
     backbone = get_backbone(name)
     base = build_base(backbone, settings)
-    stem = Path(head_stem) if head_stem else shipped_head(name)
-    if not use_head or stem is None:
+    if head_stem is None:
         return Embedder(backbone, base)
+    stem = Path(head_stem)
     head, info = load_head(stem)
     if info.backbone != name or info.in_dim != base.output_shape[-1]:
         raise ModelUnavailableError(f"head {stem} was trained for {info.backbone} ({info.in_dim}-d), not {name}")
     return Embedder(backbone, base, head, head_id=file_digest(head_paths(stem)[0]), threshold=info.threshold)
+
+
+def _head_stem(settings: Settings, head: Path | None, use_head: bool | None) -> Path | None:
+    """The head that :func:`load_embedder` uses (``None``: the base's own features)."""
+    head = head or settings.head
+    if use_head is None:
+        use_head = head is not None or get_backbone(settings.backbone).head_by_default
+    return (head or shipped_head(settings.backbone)) if use_head else None
+
+
+def calibrated_threshold(settings: Settings) -> float:
+    """The default recognition threshold of the settings' base and head, read without loading a model."""
+    stem = _head_stem(settings, None, None)
+    if stem is None or not head_paths(stem)[1].is_file():
+        return get_backbone(settings.backbone).threshold
+    return float(json.loads(head_paths(stem)[1].read_text())["threshold"])
 
 
 def load_embedder(settings: Settings, head: Path | None = None, use_head: bool | None = None) -> Embedder:
@@ -463,7 +488,5 @@ def load_embedder(settings: Settings, head: Path | None = None, use_head: bool |
 
     Loaded once per process and settings (cached); safe to share across threads.
     """
-    head = head or settings.head
-    if use_head is None:
-        use_head = head is not None or get_backbone(settings.backbone).head_by_default
-    return _load_embedder_cached(settings.backbone, settings, str(head) if head else None, use_head)
+    stem = _head_stem(settings, head, use_head)
+    return _load_embedder_cached(settings.backbone, settings, str(stem) if stem else None)

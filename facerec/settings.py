@@ -38,7 +38,8 @@ class Settings:
             it a face is ``unknown``. ``None`` uses the backbone's calibrated value.
         max_detect_side: photos are downscaled so their longer side is at most
             this many pixels before detection (boxes are mapped back).
-        flip: average each face's vector with its mirror image's.
+        flip: average each face's vector with its mirror image's; ``None`` uses
+            the backbone's measured default.
         batch_size: faces per embedding batch.
         cache_dir: converted weights and feature caches live here.
         head: a trained head file stem (``PATH.weights.h5`` + ``PATH.json``)
@@ -56,7 +57,7 @@ class Settings:
     min_face_size: int = 20
     threshold: float | None = None
     max_detect_side: int = 1280
-    flip: bool = False
+    flip: bool | None = None
     batch_size: int = 32
     cache_dir: Path = field(default_factory=default_cache_dir)
     weights: tuple[tuple[str, Path], ...] = ()

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 import numpy as np
 
 from facerec.align import face_crop
+from facerec.embed import get_backbone
 from facerec.errors import EmptyGalleryError, FaceRecError, ImageError
 from facerec.images import decode_image, is_image_path, load_image, read_bytes
 from facerec.pipeline import FaceRecognizer
@@ -265,7 +266,8 @@ def gallery_match_key(embedder_key: str, threshold: float, X: np.ndarray, names:
 
 def pipeline_key(settings, embedder_key: str, detector: str) -> str:
     """The cache key of everything that decides a photo's faces and vectors."""
-    return (f"{embedder_key}|flip={int(settings.flip)}|det={detector}|side={settings.max_detect_side}"
+    flip = get_backbone(settings.backbone).flip if settings.flip is None else settings.flip
+    return (f"{embedder_key}|flip={int(flip)}|det={detector}|side={settings.max_detect_side}"
             f"|min={settings.min_face_size}|conf={settings.detection_confidence}")
 
 

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -33,6 +35,20 @@ def test_embedder_batches_and_flips(tiny_embedder):
     assert np.allclose(np.linalg.norm(vf, axis=1), 1, atol=1e-5) and not np.allclose(vf, v)
     with pytest.raises(ValueError):
         tiny_embedder.embed(crops[:, :16])
+
+
+def test_flip_default_comes_from_the_backbone_and_settings_can_override(tiny_embedder):
+    import dataclasses
+
+    from facerec.embed import Embedder
+
+    crops = np.random.default_rng(1).integers(0, 255, (3, 32, 32, 3)).astype(np.uint8)
+    plain, mirrored = tiny_embedder.embed(crops, flip=False), tiny_embedder.embed(crops, flip=True)
+    assert np.allclose(tiny_embedder.embed(crops), plain, atol=1e-6)  # face-resnet: no flip by default
+    flipping = Embedder(dataclasses.replace(tiny_embedder.backbone, flip=True), tiny_embedder._model)
+    assert np.allclose(flipping.embed(crops), mirrored, atol=1e-5)
+    assert np.allclose(flipping.embed(crops, flip=False), plain, atol=1e-5)
+    assert BACKBONES["resnet50"].flip and not BACKBONES["face-resnet"].flip
 
 
 def test_embedder_key_names_base_head_and_size(tiny_embedder):
@@ -73,3 +89,15 @@ def test_registry_feature_size_matches_the_shipped_head(name):
         assert info.in_dim == base.output_shape[-1]
         v = np.asarray(head(np.asarray(base(x, training=False)), training=False))
         assert v.shape == (1, info.out_dim) and np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
+
+
+def test_calibrated_threshold_follows_the_head_in_use(tmp_path):
+    from facerec.embed import calibrated_threshold, shipped_head
+    from facerec.settings import Settings
+
+    assert calibrated_threshold(Settings()) == BACKBONES["face-resnet"].threshold  # no head by default
+    stem = shipped_head("resnet50")
+    shipped = json.loads(stem.with_suffix(".json").read_text())["threshold"]
+    assert calibrated_threshold(Settings(backbone="resnet50")) == shipped != BACKBONES["resnet50"].threshold
+    save_head(build_head(8, 4), HeadInfo("face-resnet", 8, 4, 0.33), tmp_path / "h")
+    assert calibrated_threshold(Settings(head=tmp_path / "h")) == 0.33

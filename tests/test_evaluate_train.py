@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from facerec.embed import BACKBONES, HeadInfo, load_head, save_head
 from facerec.evaluate import evaluate_open_set, split_protocol, verification_accuracy
@@ -103,3 +104,13 @@ def test_lda_head_finds_identity_dimensions(tmp_path):
     assert report.with_head["rank1"] > report.base_only["rank1"] + 0.2
     head, info = load_head(tmp_path / "h")
     assert info.metrics["method"] == "lda" and info.in_dim == 48 and 0 < info.threshold <= 1
+
+
+def test_train_head_refuses_too_few_people_and_writes_nothing(tmp_path):
+    from facerec.errors import FaceRecError
+
+    feats = np.random.default_rng(0).normal(size=(6, 2, 8)).astype(np.float32)
+    with pytest.raises(FaceRecError, match="too little training data"):
+        train_head(feats, ["a", "a", "b", "b", "c", "c"], np.ones(6, bool), BACKBONES["resnet50"], tmp_path / "h",
+                   method="lda")
+    assert not list(tmp_path.iterdir())

@@ -523,3 +523,14 @@ def test_tag_on_an_empty_gallery_is_one_clear_error(tag_env, capsys):
     assert cli.main(["tag", str(d), "-q", "--gallery", str(tag_env / "nobody")]) == 5
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nobody is enrolled" in err[0]
+
+
+def test_pipeline_key_uses_the_backbones_flip_default():
+    from facerec.settings import Settings
+    from facerec.tagging import pipeline_key
+
+    def key(**kw):
+        return pipeline_key(Settings(**kw), "e", "mtcnn")
+
+    assert key(backbone="resnet50") == key(backbone="resnet50", flip=True) != key(backbone="resnet50", flip=False)
+    assert key() == key(flip=False) != key(flip=True)
