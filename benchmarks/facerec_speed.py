@@ -4,7 +4,7 @@ Times, with a one-person gallery and models loaded before timing:
 - batched: `identify_files` as `facerec identify` runs it (8 photos per batch);
 - one at a time: read, detect, align, embed and match each photo on its own.
 
-Usage: .venv/bin/python benchmarks/facerec_speed.py LFW_DIR [N]
+Usage: [FACEREC_BACKBONE=resnet50] .venv/bin/python benchmarks/facerec_speed.py LFW_DIR [N]
 """
 
 import sys
@@ -19,7 +19,7 @@ from facerec.train import labelled_photos
 root, n = Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 500
 paths = [p for p, _ in labelled_photos(root, split="test")][:n]
 with tempfile.TemporaryDirectory() as gallery:
-    rec = FaceRecognizer(Settings(gallery=Path(gallery)))
+    rec = FaceRecognizer(Settings.from_env(gallery=Path(gallery)))
     rec.enroll("someone", read_bytes(paths[0]), source=str(paths[0]), largest=True)
     rec.identify(load_image(paths[1]))  # load models, fit the matcher
     t0 = time.perf_counter()

@@ -4,8 +4,10 @@
 #
 # 1. Calibration, on the *train* half (the people the shipped heads were trained on): the
 #    threshold that names at most 5% of strangers is `oracle_threshold_5pct` in
-#    benchmarks/results/lfw_calibration_train_<backbone>.json; the registry's default
-#    threshold (facerec/embed.py) is that value rounded up to 4 decimals.
+#    benchmarks/results/lfw_calibration_train_<backbone>.json; a base's default threshold
+#    without a head (facerec/embed.py) is that value rounded up to 4 decimals. (A head's
+#    threshold comes from train-head's cross-fitting and is stored in its JSON; with a head
+#    trained on the train half, this step measures training people, so CALIBRATE=0 there.)
 # 2. Report, on the *test* half (people never used for training or calibration), at the
 #    default thresholds: benchmarks/results/lfw_open_set_<backbone>.json.
 # Tables go to stderr. CALIBRATE=0 skips step 1; FACEREC=.venv/bin/facerec skips run.sh's set-up.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -341,14 +341,33 @@ def save_head(head, info: HeadInfo, stem: Path) -> Path:
     return wpath
 
 
+def read_head_info(stem: Path) -> HeadInfo:
+    """The :class:`HeadInfo` in ``<stem>.json`` (keys it does not know are ignored).
+
+    Raises:
+        ModelUnavailableError: the file is missing or not a head's description.
+    """
+    ipath = head_paths(stem)[1]
+    try:
+        raw = json.loads(ipath.read_text())
+        return HeadInfo(**{f.name: raw[f.name] for f in fields(HeadInfo) if f.name in raw})
+    except (OSError, ValueError, TypeError) as e:
+        raise ModelUnavailableError(f"head description {ipath} cannot be read ({e}); train the head "
+                                    f"again with `facerec train-head` or pick another with --head") from e
+
+
 def load_head(stem: Path):
     """Load a head saved by :func:`save_head`; returns ``(model, HeadInfo)``."""
-    wpath, ipath = head_paths(stem)
-    if not wpath.is_file() or not ipath.is_file():
-        raise ModelUnavailableError(f"head files not found: {wpath} and {ipath}")
-    info = HeadInfo(**json.loads(ipath.read_text()))
+    wpath = head_paths(stem)[0]
+    if not wpath.is_file():
+        raise ModelUnavailableError(f"head weights not found: {wpath}")
+    info = read_head_info(stem)
     head = build_head(info.in_dim, info.out_dim)
-    head.load_weights(str(wpath))
+    try:
+        head.load_weights(str(wpath))
+    except (OSError, ValueError) as e:
+        raise ModelUnavailableError(f"head weights {wpath} do not fit {stem.with_suffix('.json')} ({e}); "
+                                    f"train the head again with `facerec train-head`") from e
     head.trainable = False
     return head, info
 
@@ -471,9 +490,9 @@ def _head_stem(settings: Settings, head: Path | None, use_head: bool | None) -> 
 def calibrated_threshold(settings: Settings) -> float:
     """The default recognition threshold of the settings' base and head, read without loading a model."""
     stem = _head_stem(settings, None, None)
-    if stem is None or not head_paths(stem)[1].is_file():
+    if stem is None:
         return get_backbone(settings.backbone).threshold
-    return float(json.loads(head_paths(stem)[1].read_text())["threshold"])
+    return float(read_head_info(stem).threshold)
 
 
 def load_embedder(settings: Settings, head: Path | None = None, use_head: bool | None = None) -> Embedder:

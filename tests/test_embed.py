@@ -74,21 +74,35 @@ def test_grid_pooling_of_several_layers_keeps_layout_and_unit_blocks():
     assert not np.allclose(y[0], y[1], atol=1e-3)
 
 
-@pytest.mark.parametrize("name", ["resnet50", "vgg16"])
+@pytest.mark.parametrize("name", ["resnet50", "vgg16", "face-resnet"])
 def test_registry_feature_size_matches_the_shipped_head(name):
     """The registry's pooling gives the feature length the shipped head expects (weights=None)."""
     from facerec.embed import shipped_head
 
     base = build_base(BACKBONES[name], pretrained=False)
-    x = np.random.default_rng(0).uniform(-100, 100, (1, 224, 224, 3)).astype("float32")
+    size = BACKBONES[name].input_size
+    x = np.random.default_rng(0).uniform(-100, 100, (1, size, size, 3)).astype("float32")
     assert np.asarray(base(x, training=False)).shape == (1, base.output_shape[-1])
     stem = shipped_head(name)
-    assert stem is not None or name != "resnet50"  # resnet50's head ships: its check must not be skipped
+    assert stem is not None or name == "vgg16"  # these heads ship: their check must not be skipped
     if stem is not None:
         head, info = load_head(stem)
         assert info.in_dim == base.output_shape[-1]
         v = np.asarray(head(np.asarray(base(x, training=False)), training=False))
         assert v.shape == (1, info.out_dim) and np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
+
+
+def test_head_files_with_extra_keys_load_and_broken_ones_are_refused_clearly(tmp_path):
+    from facerec.errors import ModelUnavailableError
+
+    save_head(build_head(8, 4), HeadInfo("face-resnet", 8, 4, 0.33), tmp_path / "h")
+    info_path = tmp_path / "h.json"
+    info_path.write_text(json.dumps({**json.loads(info_path.read_text()), "note": "added by hand"}))
+    assert load_head(tmp_path / "h")[1].threshold == 0.33
+    for broken in ("{not json", json.dumps({"backbone": "face-resnet"})):
+        info_path.write_text(broken)
+        with pytest.raises(ModelUnavailableError, match="train-head"):
+            load_head(tmp_path / "h")
 
 
 def test_calibrated_threshold_follows_the_head_in_use(tmp_path):

@@ -12,15 +12,20 @@ from conftest import CELEB5, needs_shared
 pytestmark = [needs_shared, pytest.mark.realdata, pytest.mark.weights, pytest.mark.slow]
 
 
-def test_cli_enrol_and_identify_celeb5(tmp_path, capsys):
-    """Four celebrities enrolled; their val photos are named, the fifth's come back unknown."""
+@pytest.mark.parametrize("backbone,named,rejected_share", [("face-resnet", 0.8, 0.75), ("resnet50", 0.75, 0.6)])
+def test_cli_enrol_and_identify_celeb5(tmp_path, capsys, backbone, named, rejected_share):
+    """Four celebrities enrolled; their val photos are named, the fifth's come back unknown.
+
+    resnet50 (frozen ImageNet base + shipped LDA head; 17 of 19 named, 4 of 5 rejected when
+    written) is held to lower bars, as on lfw_dev.
+    """
     people = tmp_path / "people"
     people.mkdir()
     stranger = "madonna"
     for d in (CELEB5 / "train").iterdir():
         if d.name != stranger:
             (people / d.name).symlink_to(d, target_is_directory=True)
-    g = ["--gallery", str(tmp_path / "gallery"), "-q"]
+    g = ["--gallery", str(tmp_path / "gallery"), "--backbone", backbone, "-q"]
     assert cli.main(["enroll", str(people), *g]) == 0
     capsys.readouterr()
     assert cli.main(["identify", str(CELEB5 / "val"), *g]) == 0
@@ -39,5 +44,5 @@ def test_cli_enrol_and_identify_celeb5(tmp_path, capsys):
             known += 1
             right += best == truth
     assert known >= 15 and strangers >= 4
-    assert right / known >= 0.8, (right, known)
-    assert rejected / strangers >= 0.75, (rejected, strangers)
+    assert right / known >= named, (right, known)
+    assert rejected / strangers >= rejected_share, (rejected, strangers)
