@@ -463,9 +463,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "cached; the head is measured and its threshold calibrated by two-fold "
                                    "cross-fitting over the people, then fitted on everyone.")
     t.add_argument("data_dir", metavar="DATA_DIR")
-    t.add_argument("--epochs", type=int, default=40)
+    t.add_argument("--epochs", type=int, default=40,
+                   help="training epochs for CosFace heads (default 40; LDA heads are solved in closed form)")
     t.add_argument("--dim", type=int, help="identity vector length (default per backbone: 128; 256 for resnet50, vgg16)")
-    t.add_argument("--views", type=int, default=3, help="augmented views per photo (>= 1)")
+    t.add_argument("--views", type=int, default=3, help="views per photo: original, mirror, then random shift/scale/colour (default 3)")
     t.add_argument("--split", choices=["all", "train", "test"], default="all",
                    help="use only this deterministic half of the people (see README)")
     t.add_argument("--out", metavar="STEM", help="write STEM.weights.h5 + STEM.json (default: cache dir)")
