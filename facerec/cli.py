@@ -466,7 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=40,
                    help="training epochs for CosFace heads (default 40; LDA heads are solved in closed form)")
     t.add_argument("--dim", type=int, help="identity vector length (default per backbone: 128; 256 for resnet50, vgg16)")
-    t.add_argument("--views", type=int, default=3, help="views per photo: original, mirror, then random shift/scale/colour (default 3)")
+    t.add_argument("--views", type=int, default=3,
+                   help="views per photo: original, mirror, then random shift/scale/colour (default 3)")
     t.add_argument("--split", choices=["all", "train", "test"], default="all",
                    help="use only this deterministic half of the people (see README)")
     t.add_argument("--out", metavar="STEM", help="write STEM.weights.h5 + STEM.json (default: cache dir)")
