@@ -22,7 +22,8 @@ def test_head_gives_unit_vectors_and_round_trips(tmp_path):
     assert v.shape == (5, 16) and np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
     save_head(head, HeadInfo("resnet50", 40, 16, 0.5), tmp_path / "h")
     loaded, info = load_head(tmp_path / "h")
-    assert info.threshold == 0.5 and np.allclose(np.asarray(loaded(x, training=False)), v, atol=1e-5)
+    # stored as float16 (projection matrix): the same vectors to ~1e-3
+    assert info.threshold == 0.5 and np.allclose(np.asarray(loaded(x, training=False)), v, atol=2e-3)
 
 
 def test_embedder_batches_and_flips(tiny_embedder):

@@ -83,7 +83,8 @@ def test_linear_head_is_exactly_the_lda_projection_and_round_trips(tmp_path):
     assert np.allclose(v, ref, atol=1e-5)
     save_head(head, HeadInfo("resnet50", 30, 8, 0.5), tmp_path / "lda")
     loaded, _ = load_head(tmp_path / "lda")
-    assert np.allclose(np.asarray(loaded(X.astype("float32"), training=False)), ref, atol=1e-5)
+    # the saved projection matrix is float16: the same vectors to ~1e-3
+    assert np.allclose(np.asarray(loaded(X.astype("float32"), training=False)), ref, atol=2e-3)
 
 
 def test_lda_head_finds_identity_dimensions(tmp_path):
