@@ -161,6 +161,21 @@ def _annotated_path(out_dir: Path, path: Path, root: Path) -> Path:
     return out_dir / rel.parent / name
 
 
+def _annotated(res, settings):
+    """The photo with its faces boxed and named, at the size it was decoded for detection
+    (kept by the tagger; decoded here only when its faces came from the cache)."""
+    from facerec.detect import rescale_face
+    from facerec.draw import draw_matches
+    from facerec.images import Photo, read_bytes
+    from facerec.pipeline import decode_for_detection
+
+    if res.pixels is not None:
+        photo = Photo(res.pixels, res.size)
+    else:
+        photo = decode_for_detection(read_bytes(res.path), str(res.path), settings)
+    return draw_matches(photo.pixels, [(rescale_face(f, 1.0 / photo.scale), m) for f, m in res.faces])
+
+
 def cmd_tag(args: argparse.Namespace) -> int:
     import time
 
@@ -194,8 +209,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
     on_model = (lambda key, thr: cache.set_model(sig, key, thr)) if cache is not None else None
     workers = args.workers
     if annotate:
-        from facerec.draw import draw_matches
-        from facerec.images import encode_jpeg, load_image
+        from facerec.images import encode_jpeg
 
         common = Path(os.path.commonpath([str(p.absolute().parent) for p in paths]))
     xmp_write = None
@@ -211,7 +225,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
     try:
         for res in tag_photos(rec, paths, cache=cache, workers=workers, engine=args.engine, model=model,
                               refresh_progress=_progress("embedding gallery", args.quiet),
-                              ray_address=args.ray_address, on_model=on_model):
+                              ray_address=args.ray_address, on_model=on_model, keep_pixels=bool(annotate)):
             bar.update(1)
             results.append(res)
             if res.error:
@@ -225,7 +239,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
                 if annotate:
                     target = _annotated_path(annotate, res.path, common)
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(encode_jpeg(draw_matches(load_image(res.path), res.faces)))
+                    target.write_bytes(encode_jpeg(_annotated(res, settings)))
             except (FaceRecError, OSError, ValueError) as exc:
                 failed.append((res.path, f"{res.path}: output not written ({exc})"))
     finally:

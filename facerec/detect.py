@@ -120,6 +120,57 @@ def _faces_from_mtcnn(results: list[dict]) -> list[Face]:
     return faces
 
 
+class _CompiledMTCNN:
+    """mtcnn 1.0.0's three networks and weights, each compiled once as a ``tf.function``
+    over any input size, with the image pyramid resized by OpenCV.
+
+    The stages, thresholds and box arithmetic are the package's own (its
+    ``detect_faces`` defaults: pyramid factor 0.709, P/R/O-Net thresholds 0.6/0.7/0.8);
+    what changes is that its eager per-layer Keras calls and TensorFlow resizes, which
+    took about two thirds of its time, are gone. Only same-size images are batched.
+    """
+
+    def __init__(self) -> None:
+        import tensorflow as tf
+        from mtcnn.stages import StageONet, StagePNet, StageRNet
+
+        spec = [tf.TensorSpec([None, None, None, 3], tf.float32)]
+        self._tf = tf
+        self._stages = [StagePNet(), StageRNet(), StageONet()]
+        for stage in self._stages:
+            stage._model = tf.function(stage._model, input_signature=spec)
+
+    def __call__(self, images: list[np.ndarray], min_face_size: int) -> list[list[dict]]:
+        """MTCNN's JSON results (``box`` x, y, w, h; ``confidence``; ``keypoints``) per image."""
+        from mtcnn.utils.bboxes import (generate_bounding_box, limit_bboxes, resize_to_square,
+                                        smart_nms_from_bboxes, to_json, upscale_bboxes)
+        from mtcnn.utils.images import build_scale_pyramid
+
+        batch = (np.stack(images).astype(np.float32) - 127.5) / 128.0  # (N, H, W, 3), MTCNN's scaling
+        n, h, w = batch.shape[:3]
+        proposals = []
+        for s in build_scale_pyramid(w, h, min_face_size=min_face_size, scale_factor=0.709):
+            sw, sh = int(w * s), int(h * s)
+            if min(sw, sh) < 12:
+                break
+            scaled = np.stack([cv2.resize(im, (sw, sh), interpolation=cv2.INTER_AREA) for im in batch])
+            reg, cls = self._stages[0].model(scaled)
+            found = upscale_bboxes(generate_bounding_box(reg, cls, 0.6), np.full(n, s))
+            proposals.append(smart_nms_from_bboxes(found, threshold=0.5, method="union", initial_sort=False))
+        boxes = np.concatenate(proposals, axis=0) if proposals else np.empty((0, 6))
+        if len(boxes) == 0:
+            return [[] for _ in images]
+        boxes = resize_to_square(smart_nms_from_bboxes(boxes, threshold=0.7, method="union", initial_sort=True))
+        try:
+            for stage in self._stages[1:]:
+                boxes = stage(images_normalized=batch, bboxes_batch=boxes)
+        except self._tf.errors.InvalidArgumentError:  # mtcnn's way of saying "no face left"
+            return [[] for _ in images]
+        boxes = limit_bboxes(boxes, images_shapes=np.array([im.shape for im in images]), limit_landmarks=False)
+        results = to_json(boxes, images_count=n, output_as_width_height=True, input_as_width_height=False)
+        return [list(r) for r in results]
+
+
 class MTCNNDetector(_ScalingDetector):
     """MTCNN (the ``mtcnn`` package; weights ship in its wheel): boxes, 5 landmarks, score."""
 
@@ -128,21 +179,14 @@ class MTCNNDetector(_ScalingDetector):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         try:
-            from mtcnn import MTCNN
+            self._mtcnn = _CompiledMTCNN()
         except ImportError as exc:  # pragma: no cover - dependency
             raise ModelUnavailableError(f"MTCNN detector unavailable: {exc}; pip install mtcnn") from exc
-        self._mtcnn = MTCNN(device="CPU:0")
-
-    def _detect_small(self, image: np.ndarray, min_size: int) -> list[Face]:
-        return self._detect_small_many([image], min_size)[0]
 
     def _detect_small_many(self, images: list[np.ndarray], min_size: int) -> list[list[Face]]:
         if min(images[0].shape[:2]) < 12:
             return [[] for _ in images]
-        if len(images) == 1:
-            return [_faces_from_mtcnn(self._mtcnn.detect_faces(images[0], min_face_size=min_size))]
-        results = self._mtcnn.detect_faces(images, min_face_size=min_size)
-        return [_faces_from_mtcnn(r) for r in results]
+        return [_faces_from_mtcnn(r) for r in self._mtcnn(images, min_size)]
 
 
 def _faces_from_haar(rects: np.ndarray, weights: np.ndarray) -> list[Face]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import re
+import struct
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,16 +38,36 @@ def _too_large(name: str, width: int, height: int, max_pixels: int) -> ImageErro
                       f"the limit is {max_pixels / 1e6:g} megapixels)")
 
 
-def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Decode image bytes into an RGB uint8 array ``(H, W, 3)``, EXIF-rotated.
+@dataclass(frozen=True, eq=False)
+class Photo:
+    """A decoded photo, possibly reduced while decoding.
 
-    Any Pillow format (HEIC with pillow-heif); the first frame of an animation;
-    greyscale, palette, CMYK and alpha images converted to RGB (alpha dropped);
-    16-bit and float images scaled to 8 bits.
+    Attributes:
+        pixels: RGB uint8 ``(H, W, 3)``, EXIF-rotated; for a large JPEG decoded with a
+            size limit, a reduced copy (Pillow's draft mode: DCT scaling by 1/2, 1/4 or 1/8).
+        size: ``(width, height)`` of the whole photo as displayed (EXIF-rotated), in
+            the pixels every box and landmark is reported in.
+    """
+
+    pixels: np.ndarray
+    size: tuple[int, int]
+
+    @property
+    def scale(self) -> float:
+        """``pixels`` width / displayed width (1.0 when decoded at full size)."""
+        return self.pixels.shape[1] / float(self.size[0])
+
+
+def decode_photo(data: bytes, name: str = "image", min_side: int | None = None,
+                 max_pixels: int = MAX_PIXELS) -> Photo:
+    """Decode image bytes into a :class:`Photo`, EXIF-rotated.
 
     Args:
         data: the file's bytes.
         name: the photo's name for messages.
+        min_side: decode a JPEG reduced by the largest DCT factor (1/2, 1/4, 1/8)
+            that keeps its longer side at least this many pixels; ``None``: full size.
+            Other formats are decoded at full size.
         max_pixels: refuse larger images, judged from the header before decoding.
 
     Raises:
@@ -60,9 +82,19 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS)
             with Image.open(io.BytesIO(data)) as img:
                 if img.width * img.height > max_pixels:
                     raise _too_large(name, img.width, img.height, max_pixels)
+                full = img.size
                 img.seek(0)
-                img = ImageOps.exif_transpose(img)
+                if min_side and img.format == "JPEG" and max(full) > min_side:
+                    k = max(full) / float(min_side)  # draft keeps at least the requested size
+                    img.draft("RGB", (max(1, int(full[0] / k)), max(1, int(full[1] / k))))
+                reduced = img.size
+                try:
+                    img = ImageOps.exif_transpose(img)
+                except (SyntaxError, ValueError, TypeError, IndexError, KeyError, struct.error):
+                    pass  # unreadable EXIF: the pixels as stored
                 img.load()
+                if img.size != reduced:  # rotated by 90 degrees
+                    full = (full[1], full[0])
                 if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
                     arr = np.asarray(img, dtype=np.float64)
                     arr = (np.clip(arr, 0, None) / max(float(arr.max()), 1.0) * 255.0).astype(np.uint8)
@@ -82,7 +114,22 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS)
         raise ImageError(f"{name}: image too large for memory") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"{name}: cannot decode image ({exc})") from None
-    return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
+    pixels = np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
+    return Photo(pixels, (int(full[0]), int(full[1])))
+
+
+def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode image bytes into a full-size RGB uint8 array ``(H, W, 3)``, EXIF-rotated.
+
+    Any Pillow format (HEIC with pillow-heif); the first frame of an animation;
+    greyscale, palette, CMYK and alpha images converted to RGB (alpha dropped);
+    16-bit and float images scaled to 8 bits. See :func:`decode_photo` for a
+    reduced decode of large JPEGs.
+
+    Raises:
+        ImageError: empty, truncated, too large or not an image (message starts with ``name``).
+    """
+    return decode_photo(data, name, max_pixels=max_pixels).pixels
 
 
 def read_bytes(path: Path) -> bytes:
@@ -104,6 +151,12 @@ def load_image(path: Path | str) -> np.ndarray:
     """Read a photo from disk as RGB uint8 ``(H, W, 3)`` with EXIF orientation applied."""
     path = Path(path)
     return decode_image(read_bytes(path), str(path))
+
+
+def load_photo(path: Path | str, min_side: int | None = None) -> Photo:
+    """Read a photo from disk as a :class:`Photo` (see :func:`decode_photo`)."""
+    path = Path(path)
+    return decode_photo(read_bytes(path), str(path), min_side)
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 92) -> bytes:

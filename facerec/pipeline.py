@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Callable, Iterable
 import numpy as np
 
 from facerec.align import face_crop
-from facerec.detect import Detector, make_detector
+from facerec.detect import Detector, make_detector, rescale_face
 from facerec.embed import Embedder, load_embedder
 from facerec.errors import EmptyGalleryError, ImageError, ManyFacesError, NoFaceError
 from facerec.gallery import Gallery, PhotoRecord, content_hash
-from facerec.images import decode_image
+from facerec.images import Photo, decode_photo
 from facerec.settings import Settings
 from facerec.types import Face, Match
 
@@ -49,6 +49,31 @@ def pick_face(faces: list[Face], largest: bool = False, source: str = "photo") -
     if len(faces) > 1 and not largest:
         raise ManyFacesError(f"{source}: {len(faces)} faces found; use a photo of one person (or --largest)")
     return max(faces, key=lambda f: f.area)
+
+
+def decode_for_detection(data: bytes, name: str, settings: Settings) -> Photo:
+    """Decode a photo at the size recognition needs: a large JPEG is reduced in the
+    decoder (DCT scaling) to no less than the detector's working size
+    (``settings.max_detect_side``), so a 12 MP photo never exists in full in memory."""
+    return decode_photo(data, name, settings.max_detect_side)
+
+
+def align_faces(photo: Photo, faces: list[Face], size: int, zoom: float) -> list[Face]:
+    """``faces`` (displayed-photo pixels) with aligned ``(size, size, 3)`` crops cut from ``photo.pixels``."""
+    s = photo.scale
+    out = []
+    for f in faces:
+        g = rescale_face(f, 1.0 / s)  # into the decoded pixels
+        out.append(f.replace(crop=face_crop(photo.pixels, g.box, g.landmarks, size, zoom)))
+    return out
+
+
+def find_faces(photo: Photo, detector: Detector, size: int, zoom: float) -> list[Face]:
+    """Every face of a decoded photo, aligned: boxes and landmarks in displayed-photo pixels,
+    crops ``(size, size, 3)`` uint8 cut from the decoded pixels (most confident first)."""
+    s = photo.scale
+    return [rescale_face(f, s).replace(crop=face_crop(photo.pixels, f.box, f.landmarks, size, zoom))
+            for f in detector.detect(photo.pixels)]
 
 
 @dataclass(frozen=True)
@@ -118,6 +143,15 @@ class FaceRecognizer:
         """Every face in an RGB uint8 photo, detected, aligned and embedded."""
         return self.embed(self.align(image, self.detector.detect(image)))
 
+    def read(self, data: bytes, name: str = "photo") -> Photo:
+        """Photo bytes decoded for recognition (see :func:`decode_for_detection`)."""
+        return decode_for_detection(data, name, self.settings)
+
+    def find_faces(self, photo: Photo) -> list[Face]:
+        """Every face of a decoded photo, aligned, in displayed-photo pixels (see :func:`find_faces`)."""
+        e = self.embedder
+        return find_faces(photo, self.detector, e.input_size, e.backbone.zoom)
+
     # -- matching ----------------------------------------------------------------------
 
     def refresh(self, progress: Callable[[Iterable], Iterable] | None = None) -> CosineMatcher:
@@ -149,10 +183,10 @@ class FaceRecognizer:
 
     def _embed_record(self, rec: PhotoRecord, key: str) -> None:
         try:
-            image = decode_image(rec.path.read_bytes(), str(rec.path))
+            photo = self.read(rec.path.read_bytes(), str(rec.path))
         except (OSError, ImageError):
             return
-        faces = self.detector.detect(image)
+        faces = self.find_faces(photo)
         if rec.box is not None and faces:
             face = max(faces, key=lambda f: iou(f.box, rec.box))
             if iou(face.box, rec.box) < 0.3:
@@ -161,7 +195,7 @@ class FaceRecognizer:
             face = max(faces, key=lambda f: f.area)
         else:
             return
-        face = self.embed(self.align(image, [face]))[0]
+        face = self.embed([face])[0]
         self.gallery.set_face(rec, face.box, face.vector, key)
 
     def match(self, faces: list[Face]) -> list[Match]:
@@ -198,7 +232,8 @@ class FaceRecognizer:
             data: the photo file's bytes (stored unchanged).
             source: the photo's name for messages.
             largest: with several faces, take the largest instead of refusing.
-            face: an already detected face of this photo to use (the app's face picker).
+            face: an already detected face of this photo to use (the app's face picker), in
+                displayed-photo pixels; with its crop or vector set, the photo is not decoded again.
             suffix: file extension to keep; guessed from ``source`` by default.
 
         Raises:
@@ -206,11 +241,15 @@ class FaceRecognizer:
             is unchanged when anything is raised.
         """
         self.gallery.person_dir(name)  # validate before any work
-        image = decode_image(data, source)
-        if face is None:
-            face = pick_face(self.detector.detect(image), largest, source)
+        if face is None or (face.vector is None and face.crop is None):
+            photo = self.read(data, source)
+            e = self.embedder
+            if face is None:
+                face = pick_face(self.find_faces(photo), largest, source)
+            else:
+                face = align_faces(photo, [face], e.input_size, e.backbone.zoom)[0]
         if face.vector is None:
-            face = self.embed(self.align(image, [face]))[0]
+            face = self.embed([face])[0]
         duplicate = self.gallery.has_photo(name, content_hash(data))
         rec = self.gallery.add_photo(name, data, face.box, face.vector, self.embedder.key,
                                      suffix or Path(source).suffix or ".jpg")

@@ -13,6 +13,7 @@ one photo per transaction, and matched against the gallery.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -20,7 +21,6 @@ import os
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from itertools import islice
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 if TYPE_CHECKING:
@@ -29,11 +29,10 @@ if TYPE_CHECKING:
 
 import numpy as np
 
-from facerec.align import face_crop
 from facerec.embed import get_backbone
 from facerec.errors import EmptyGalleryError, FaceRecError, ImageError
-from facerec.images import decode_image, is_image_path, load_image, read_bytes
-from facerec.pipeline import FaceRecognizer
+from facerec.images import Photo, is_image_path, read_bytes
+from facerec.pipeline import FaceRecognizer, decode_for_detection, find_faces
 from facerec.types import Face, Match
 
 
@@ -47,6 +46,8 @@ class PhotoResult:
         error: one-line reason when the photo could not be processed.
         size: ``(width, height)`` of the photo as displayed (EXIF-rotated).
         cached: the faces came from the tag cache (the photo was not processed again).
+        pixels: the photo as decoded for detection (RGB uint8 ``(h, w, 3)``, a large JPEG
+            reduced), when asked for; boxes times :attr:`scale` are in its pixels.
     """
 
     path: Path
@@ -54,6 +55,14 @@ class PhotoResult:
     error: str | None = None
     size: tuple[int, int] | None = None
     cached: bool = False
+    pixels: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def scale(self) -> float:
+        """:attr:`pixels` width / displayed width (1.0 without pixels)."""
+        if self.pixels is None or not self.size:
+            return 1.0
+        return self.pixels.shape[1] / float(self.size[0])
 
     def to_json(self) -> dict:
         """``{"path", "faces": [{"box": [x, y, w, h], "name", "score"}]}`` (+ ``"error"``)."""
@@ -137,34 +146,19 @@ def find_photos(paths: Iterable[Path], recursive: bool = True, exclude: Sequence
 
 def identify_files(recognizer: FaceRecognizer, paths: Iterable[Path],
                    refresh_progress: Callable[[Iterable], Iterable] | None = None,
-                   batch_size: int = 8) -> Iterator[PhotoResult]:
-    """Identify every face in each photo; a failure becomes that photo's ``error``.
+                   cache: "TagCache | None" = None) -> Iterator[PhotoResult]:
+    """Identify every face in each photo, in order; a failure becomes that photo's ``error``.
 
-    Photos are read ``batch_size`` at a time so detection and embedding run in
-    batches; ``refresh_progress`` wraps the gallery photos that must be
-    (re-)embedded first. Results keep the input order, except that the photos of a
-    batch that could not be read are reported first.
+    The same staged path as :func:`tag_photos` (which see), keeping each face's aligned
+    crop for display (except for photos found in ``cache``); ``refresh_progress`` wraps
+    the gallery photos that must be (re-)embedded first.
 
     Raises:
         EmptyGalleryError, ModelUnavailableError: problems that concern every
             photo end the run instead of failing each one.
     """
     recognizer.refresh(refresh_progress)
-    it = iter(paths)
-    while chunk := list(islice(it, batch_size)):
-        loaded: list[tuple[Path, np.ndarray]] = []
-        for path in chunk:
-            try:
-                loaded.append((Path(path), load_image(path)))
-            except ImageError as exc:
-                yield PhotoResult(Path(path), error=str(exc))
-            except MemoryError:
-                yield PhotoResult(Path(path), error=f"{path}: image too large for memory")
-        if not loaded:
-            continue
-        results = recognizer.identify_many([image for _, image in loaded])
-        for (path, image), found in zip(loaded, results):
-            yield PhotoResult(path, found, size=(image.shape[1], image.shape[0]))
+    yield from tag_photos(recognizer, paths, cache=cache, keep_crops=True)
 
 
 # -- the batch tagger ----------------------------------------------------------------
@@ -172,61 +166,115 @@ def identify_files(recognizer: FaceRecognizer, paths: Iterable[Path],
 
 @dataclass(frozen=True)
 class Prepared:
-    """One photo after the per-photo work: its displayed size and faces with aligned crops.
+    """One photo after the per-photo work.
 
     Attributes:
         name: the photo's path, as text.
         size: ``(width, height)`` as displayed, or ``None`` on failure.
-        faces: faces with ``crop`` set (``(S, S, 3)`` uint8), ``vector`` ``None``.
+        faces: faces in displayed-photo pixels, with ``crop`` (``(S, S, 3)`` uint8) after
+            alignment and ``vector`` after embedding.
         error: one-line reason when the photo could not be processed.
+        pixels: the decoded (possibly reduced) photo, RGB uint8 ``(h, w, 3)``, kept only
+            when asked for (drawing), else ``None``.
     """
 
     name: str
     size: tuple[int, int] | None = None
     faces: list[Face] = field(default_factory=list)
     error: str | None = None
+    pixels: np.ndarray | None = None
 
 
-def prepare_photos(items: Sequence[tuple[str, bytes]], detector: "Detector", crop_size: int,
-                   zoom: float = 1.0) -> list[Prepared]:
-    """Decode, detect and align a batch of photos (the part that runs in workers).
+class PhotoWorker:
+    """The per-photo stages: decode -> detect -> align -> embed, each callable on its own.
+
+    The local engine runs them in threads with queues between them; Ray actors and
+    worker processes hold one worker each and run :meth:`process` on photo bytes.
+    Models are built on first use (thread-safe).
 
     Args:
-        items: ``(name, file bytes)`` per photo.
-        detector: finds faces (batched over same-size photos).
-        crop_size: side of the aligned crops, the embedder's input size.
-        zoom: the backbone's alignment zoom.
-
-    Returns:
-        One :class:`Prepared` per item, in order; a photo that cannot be decoded,
-        or whose detection fails, gets an ``error`` and the others go on.
+        settings: decides the detector, the embedder and the decoding size.
+        detector, embedder: use these instead of building them from ``settings``.
+        keep_pixels: keep each decoded photo in :attr:`Prepared.pixels` (for drawing).
     """
-    out: list[Prepared | None] = [None] * len(items)
-    decoded: list[tuple[int, np.ndarray]] = []
-    for i, (name, data) in enumerate(items):
+
+    def __init__(self, settings, detector: "Detector | None" = None, embedder=None,
+                 keep_pixels: bool = False) -> None:
+        import threading
+
+        self.settings = settings
+        self._detector, self._embedder = detector, embedder
+        self.keep_pixels = keep_pixels
+        self._lock = threading.Lock()
+
+    @classmethod
+    def for_recognizer(cls, recognizer: FaceRecognizer, keep_pixels: bool = False) -> "PhotoWorker":
+        """A worker sharing the recogniser's models (loaded when first needed)."""
+        worker = cls(recognizer.settings, keep_pixels=keep_pixels)
+        worker._recognizer = recognizer
+        return worker
+
+    @property
+    def detector(self) -> "Detector":
+        with self._lock:
+            if self._detector is None:
+                rec = getattr(self, "_recognizer", None)
+                self._detector = rec.detector if rec is not None else _make_detector(self.settings)
+            return self._detector
+
+    @property
+    def embedder(self):
+        with self._lock:
+            if self._embedder is None:
+                rec = getattr(self, "_recognizer", None)
+                if rec is not None:
+                    self._embedder = rec.embedder
+                else:
+                    from facerec.embed import load_embedder
+
+                    self._embedder = load_embedder(self.settings)
+            return self._embedder
+
+    def decode(self, name: str, data: bytes) -> Prepared:
+        """Bytes -> a reduced decode (:attr:`Prepared.pixels`) and the displayed size."""
         try:
-            decoded.append((i, decode_image(data, name)))
+            photo = decode_for_detection(data, name, self.settings)
         except ImageError as exc:
-            out[i] = Prepared(name, error=str(exc))
+            return Prepared(name, error=str(exc))
         except MemoryError:
-            out[i] = Prepared(name, error=f"{name}: image too large for memory")
-    try:
-        found: list = detector.detect_many([image for _, image in decoded])
-    except Exception:  # one bad photo must not sink its batch: retry one by one
-        found = []
-        for i, image in decoded:
-            try:
-                found.append(detector.detect(image))
-            except Exception as exc:  # noqa: BLE001 - any detector failure becomes this photo's error
-                found.append(f"{items[i][0]}: face detection failed ({type(exc).__name__}: {exc})")
-    for (i, image), faces in zip(decoded, found):
-        name = items[i][0]
-        if isinstance(faces, str):
-            out[i] = Prepared(name, error=faces)
-            continue
-        faces = [f.replace(crop=face_crop(image, f.box, f.landmarks, crop_size, zoom)) for f in faces]
-        out[i] = Prepared(name, (int(image.shape[1]), int(image.shape[0])), faces)
-    return [p for p in out if p is not None]
+            return Prepared(name, error=f"{name}: image too large for memory")
+        return Prepared(name, photo.size, pixels=photo.pixels)
+
+    def detect(self, p: Prepared) -> Prepared:
+        """Faces found and aligned (crops at the embedder's input size), boxes in displayed pixels."""
+        if p.error is not None:
+            return p
+        emb = self.embedder
+        try:
+            faces = find_faces(Photo(p.pixels, p.size), self.detector, emb.input_size, emb.backbone.zoom)
+        except Exception as exc:  # noqa: BLE001 - any detector failure becomes this photo's error
+            return Prepared(p.name, error=f"{p.name}: face detection failed ({type(exc).__name__}: {exc})")
+        return Prepared(p.name, p.size, faces, pixels=p.pixels if self.keep_pixels else None)
+
+    def embed(self, batch: Sequence[Prepared]) -> list[Prepared]:
+        """Vectors for every face of ``batch`` in one embedding run."""
+        faces = [f for p in batch for f in p.faces]
+        if faces:
+            vecs = self.embedder.embed(np.stack([f.crop for f in faces]), flip=self.settings.flip,
+                                       batch_size=self.settings.batch_size)
+            faces = [f.replace(vector=v) for f, v in zip(faces, vecs)]
+        out, i = [], 0
+        for p in batch:
+            n = len(p.faces)
+            out.append(dataclasses.replace(p, faces=faces[i:i + n]))
+            i += n
+        return out
+
+    def process(self, items: Sequence[tuple[str, bytes]]) -> list[Prepared]:
+        """Every stage for a batch of ``(name, bytes)``, in turn (what remote workers run);
+        crops are dropped from the result, pixels too unless asked for."""
+        done = self.embed([self.detect(self.decode(name, data)) for name, data in items])
+        return [dataclasses.replace(p, faces=[f.replace(crop=None) for f in p.faces]) for p in done]
 
 
 def model_signature(settings) -> str:
@@ -266,99 +314,114 @@ def gallery_match_key(embedder_key: str, threshold: float, X: np.ndarray, names:
 
 def pipeline_key(settings, embedder_key: str, detector: str) -> str:
     """The cache key of everything that decides a photo's faces and vectors."""
+    from facerec import __version__
+
     flip = get_backbone(settings.backbone).flip if settings.flip is None else settings.flip
     return (f"{embedder_key}|flip={int(flip)}|det={detector}|side={settings.max_detect_side}"
-            f"|min={settings.min_face_size}|conf={settings.detection_confidence}")
+            f"|min={settings.min_face_size}"
+            f"|conf={settings.detection_confidence}|v={__version__}")
 
 
-# worker processes: one detector each, built once
-_WORKER: dict = {}
+# -- engines: who runs the per-photo stages -----------------------------------------
 
 
-def _worker_init(detector_factory: Callable[[], "Detector"], threads: int) -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if threads:
-        os.environ["OMP_NUM_THREADS"] = str(threads)
-        try:
-            import cv2
+class _LocalEngine:
+    """The stages in this process, overlapped: two decoding threads (Pillow releases the
+    GIL), one detecting and aligning thread, and the caller's thread embedding whatever
+    is ready in one batch. At most ``window`` photos are in flight, so memory is bounded
+    whatever the folder; results come back in submission order."""
 
-            cv2.setNumThreads(threads)
-        except Exception:  # pragma: no cover - optional tuning
-            pass
-    _WORKER["detector"] = detector_factory()
+    def __init__(self, worker: PhotoWorker, window: int = 12) -> None:
+        from concurrent.futures import ThreadPoolExecutor
 
+        self.worker = worker
+        self.window = window
+        self._decode = ThreadPoolExecutor(2, thread_name_prefix="facerec-decode")
+        self._detect = ThreadPoolExecutor(1, thread_name_prefix="facerec-detect")
 
-def _worker_prepare(items: list[tuple[str, bytes]], crop_size: int, zoom: float) -> list[Prepared]:
-    return prepare_photos(items, _WORKER["detector"], crop_size, zoom)
+    def submit(self, items: list[tuple[str, bytes]]):
+        (name, data), = items
+        decoded = self._decode.submit(self.worker.decode, name, data)
+        return self._detect.submit(lambda: self.worker.detect(decoded.result()))
 
+    @staticmethod
+    def done(handle) -> bool:
+        return handle.done()
 
-class _Done:
-    """A finished unit of work (hashable handle)."""
-
-    def __init__(self, value) -> None:
-        self.value = value
-
-
-class _LocalRunner:
-    """Runs :func:`prepare_photos` in this process."""
-
-    def __init__(self, detector: "Detector") -> None:
-        self.detector = detector
-        self.slots = 1
-
-    def submit(self, items, crop_size, zoom):
-        return _Done(prepare_photos(items, self.detector, crop_size, zoom))
-
-    def wait(self, handles: list) -> tuple[list, list]:
-        return [(h, h.value) for h in handles], []
+    def results(self, handles: list) -> list[Prepared]:
+        """Embedded results of finished handles (``handles[0]`` waited for)."""
+        return self.worker.embed([h.result() for h in handles])
 
     def close(self) -> None:
+        self._decode.shutdown(wait=True, cancel_futures=True)
+        self._detect.shutdown(wait=True, cancel_futures=True)
+
+
+def _pool_init(factory: Callable[[], PhotoWorker]) -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except Exception:  # pragma: no cover - optional tuning
         pass
+    _POOL_WORKER["worker"] = factory()
 
 
-class _PoolRunner:
-    """Runs :func:`prepare_photos` in worker processes (``forkserver``/``spawn``: TensorFlow
-    does not survive ``fork`` after import); each worker builds its detector once."""
+_POOL_WORKER: dict = {}
 
-    def __init__(self, detector_factory: Callable[[], "Detector"], workers: int) -> None:
+
+def _pool_process(items: list[tuple[str, bytes]]) -> list[Prepared]:
+    return _POOL_WORKER["worker"].process(items)
+
+
+class _PoolEngine:
+    """:meth:`PhotoWorker.process` in worker processes (``forkserver``/``spawn``: TensorFlow
+    does not survive ``fork`` after import); each builds its worker once."""
+
+    def __init__(self, factory: Callable[[], PhotoWorker], workers: int) -> None:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
         method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-        self.pool = ProcessPoolExecutor(workers, mp_context=mp.get_context(method), initializer=_worker_init,
-                                        initargs=(detector_factory, 1))
-        self.slots = 2 * workers
+        self.pool = ProcessPoolExecutor(workers, mp_context=mp.get_context(method), initializer=_pool_init,
+                                        initargs=(factory,))
+        self.window = 2 * workers
 
-    def submit(self, items, crop_size, zoom):
-        return self.pool.submit(_worker_prepare, items, crop_size, zoom)
+    def submit(self, items):
+        return self.pool.submit(_pool_process, items)
 
-    def wait(self, handles: list) -> tuple[list, list]:
-        from concurrent.futures import FIRST_COMPLETED, wait
+    @staticmethod
+    def done(handle) -> bool:
+        return handle.done()
 
-        done, pending = wait(handles, return_when=FIRST_COMPLETED)
-        return [(h, h.result()) for h in handles if h in done], [h for h in handles if h in pending]
+    def results(self, handles: list) -> list[Prepared]:
+        return [p for h in handles for p in h.result()]
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _RayWorker:
-    """A Ray actor holding one detector; does :func:`prepare_photos` on photo bytes sent to it
-    (so cluster nodes need facerec installed, not the photos' folder)."""
+    """A Ray actor holding one :class:`PhotoWorker` (detector and embedder); it receives
+    photo bytes, so cluster nodes need facerec installed, not the photos' folder."""
 
-    def __init__(self, detector_factory: Callable[[], "Detector"]) -> None:
+    def __init__(self, factory: Callable[[], PhotoWorker]) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        self.detector = detector_factory()
+        self.worker = factory()
 
-    def prepare(self, items: list[tuple[str, bytes]], crop_size: int, zoom: float) -> list[Prepared]:
-        return prepare_photos(items, self.detector, crop_size, zoom)
+    def process(self, items: list[tuple[str, bytes]]) -> list[Prepared]:
+        return self.worker.process(items)
 
 
-class _RayRunner:
-    """Runs :func:`prepare_photos` on Ray actors: on the Ray instance already
-    initialised in this process, else on ``address`` (or ``$RAY_ADDRESS``), else a local one."""
+class _RayEngine:
+    """:meth:`PhotoWorker.process` on Ray actors, embedding included, so throughput grows
+    with the cluster; the driver only reads files, matches, caches and writes. Uses
+    the Ray instance already initialised in this process, else ``address`` (or
+    ``$RAY_ADDRESS``), else a local one."""
 
-    def __init__(self, detector_factory: Callable[[], "Detector"], workers: int, address: str | None = None) -> None:
+    def __init__(self, factory: Callable[[], PhotoWorker], workers: int, address: str | None = None) -> None:
         try:
             import ray
         except ImportError as exc:
@@ -370,25 +433,19 @@ class _RayRunner:
                      log_to_driver=False, configure_logging=False)
         n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         actor = ray.remote(num_cpus=1)(_RayWorker)
-        self.actors = [actor.remote(detector_factory) for _ in range(n)]
-        self.busy = {i: 0 for i in range(n)}
-        self.owner: dict = {}
-        self.slots = 2 * n
+        self.actors = [actor.remote(factory) for _ in range(n)]
+        self._next = 0
+        self.window = 2 * n
 
-    def submit(self, items, crop_size, zoom):
-        i = min(self.busy, key=self.busy.get)
-        ref = self.actors[i].prepare.remote(items, crop_size, zoom)
-        self.busy[i] += 1
-        self.owner[ref] = i
-        return ref
+    def submit(self, items):
+        self._next = (self._next + 1) % len(self.actors)
+        return self.actors[self._next].process.remote(items)
 
-    def wait(self, handles: list) -> tuple[list, list]:
-        done, pending = self._ray.wait(handles, num_returns=1)
-        out = []
-        for ref in done:
-            self.busy[self.owner.pop(ref)] -= 1
-            out.append((ref, self._ray.get(ref)))
-        return out, pending
+    def done(self, ref) -> bool:
+        return bool(self._ray.wait([ref], timeout=0)[0])
+
+    def results(self, handles: list) -> list[Prepared]:
+        return [p for batch in self._ray.get(list(handles)) for p in batch]
 
     def close(self) -> None:
         for a in self.actors:
@@ -398,151 +455,182 @@ class _RayRunner:
 
 
 def tag_photos(recognizer: FaceRecognizer, paths: Iterable[Path], *, cache: "TagCache | None" = None,
-               workers: int = 0, engine: str = "local", detector_factory: Callable[[], "Detector"] | None = None,
-               model: tuple[str, float] | None = None, batch_size: int = 32, batch_bytes: int = 32_000_000,
+               workers: int = 0, engine: str = "local",
+               worker_factory: Callable[[], PhotoWorker] | None = None,
+               model: tuple[str, float] | None = None, batch_size: int = 8,
                refresh_progress: Callable[[Iterable], Iterable] | None = None,
-               ray_address: str | None = None,
+               ray_address: str | None = None, keep_pixels: bool = False, keep_crops: bool = False,
                on_model: Callable[[str, float], None] | None = None) -> Iterator[PhotoResult]:
     """Name every face in each photo, using and filling the tag cache; failures become results.
+
+    The stages (read -> decode -> detect -> align -> embed -> match -> write to the
+    cache) overlap: decoding starts while the models load, and at most a few photos
+    are in flight at once, so memory stays bounded whatever the folder holds.
 
     Args:
         recognizer: detector, embedder and gallery to use.
         paths: the photos.
         cache: skip photos whose faces are stored for this pipeline; store new ones.
-        workers: worker processes for decoding and detection (0: in this process).
-        engine: ``"local"`` or ``"ray"``: the per-photo work on Ray actors (one per
-            worker, each holding a detector; ``workers=0``: one per CPU of the cluster).
-        detector_factory: builds a detector in each worker (picklable); defaults
-            to :func:`facerec.detect.make_detector` of the recognizer's settings.
+        workers: worker processes for the per-photo work (0: threads in this process).
+        engine: ``"local"`` or ``"ray"``: the per-photo work, embedding included, on
+            Ray actors (one per worker; ``workers=0``: one per CPU of the cluster).
+        worker_factory: builds a :class:`PhotoWorker` in each worker process or actor
+            (picklable); defaults to one built from the recogniser's settings.
         model: ``(embedder key, threshold)`` when known without loading the
             embedder (from :meth:`TagCache.model`); the embedder is then loaded
             only if some photo needs embedding.
-        batch_size: photos per unit of work (detection is batched over its same-size photos).
-        batch_bytes: a unit of work also ends once its files hold this many bytes
-            (bounds the memory of decoded photos).
+        batch_size: photos per unit of work sent to worker processes or actors.
         refresh_progress: wraps gallery photos that must be (re-)embedded first.
         ray_address: Ray cluster address for ``engine="ray"`` (default: ``RAY_ADDRESS`` or a local instance).
+        keep_pixels: keep each processed photo's decoded (reduced) pixels in
+            :attr:`PhotoResult.pixels`, boxes scaled to them by :attr:`PhotoResult.scale` (for drawing).
+        keep_crops: keep each face's aligned crop (local engine; not for cached photos).
         on_model: called with the loaded embedder's ``(key, threshold)`` whenever this
             run had to load it (to remember it with :meth:`TagCache.set_model`).
 
     Yields:
-        One :class:`PhotoResult` per photo, in the order they complete.
+        One :class:`PhotoResult` per photo, in the order of ``paths``.
 
     Raises:
         EmptyGalleryError, ModelUnavailableError: problems that concern every
             photo end the run instead of failing each one.
     """
+    from collections import deque
+
     from facerec.gallery import content_hash
 
     settings = recognizer.settings
-    if model is None:
-        model = (recognizer.embedder.key, recognizer.embedder.threshold)
-        if on_model:
-            on_model(*model)
-    key, threshold = model
-    if settings.threshold is not None:
-        threshold = settings.threshold
     gallery = recognizer.gallery
-    gallery.sync()
-    X, names, missing = gallery.vectors(key)
-    matcher = None
-    if missing:
-        matcher = recognizer.refresh(refresh_progress)
-        X, names, _ = gallery.vectors(key)
-    elif len(X) == 0:
-        raise EmptyGalleryError(f"nobody is enrolled in {gallery.root}; enrol people first (facerec enroll)")
-    gal = gallery_match_key(key, threshold, X, names)
-    det_name = getattr(detector_factory, "name", None) or settings.detector
-    pipe = pipeline_key(settings, key, det_name)
-
-    def matched(path: Path, sha: str, size, faces: list[Face], cached: bool) -> PhotoResult:
-        nonlocal matcher
-        matches = cache.get_matches(sha, pipe, gal) if cached else None
-        if matches is None or len(matches) != len(faces):
-            if matcher is None and faces:  # fitted only when some photo's matches are not stored
-                from facerec.classify import CosineMatcher
-
-                matcher = CosineMatcher(threshold=threshold).fit(X, names)
-            matches = matcher.match(np.stack([f.vector for f in faces])) if faces else []
-            if cache is not None:
-                cache.put_matches(sha, pipe, gal, matches)
-        return PhotoResult(path, list(zip(faces, matches)), size=size, cached=cached)
-
+    local = engine != "ray" and workers <= 0
     runner = None
-    crop: tuple[int, int | float] | None = None
-    inflight: dict = {}
-
-    def start_runner():
-        nonlocal runner, crop
-        emb = recognizer.embedder
-        if on_model:
-            on_model(emb.key, emb.threshold)
-        if emb.key != key:
-            raise FaceRecError(f"the tag cache remembered embedder {key} but it is now {emb.key}; "
-                              "the cache is updated: run again")
-        crop = (emb.input_size, emb.backbone.zoom)
-        factory = detector_factory or partial(_make_detector, settings)
-        if engine == "ray":
-            runner = _RayRunner(factory, workers, address=ray_address)
-        elif workers > 0:
-            runner = _PoolRunner(factory, workers)
-        else:
-            runner = _LocalRunner(factory() if detector_factory else recognizer.detector)
-
-    def finish(batch: list[tuple[Path, str]], prepared: list[Prepared]) -> Iterator[PhotoResult]:
-        ok = [(item, p) for item, p in zip(batch, prepared) if p.error is None]
-        faces = recognizer.embed([f for _, p in ok for f in p.faces])
-        i = 0
-        for (path, sha), p in zip(batch, prepared):
-            if p.error is not None:
-                yield PhotoResult(path, error=p.error)
-                continue
-            fs = [f.replace(crop=None) for f in faces[i:i + len(p.faces)]]
-            i += len(p.faces)
-            if cache is not None:
-                cache.put(sha, pipe, p.size, fs)
-            yield matched(path, sha, p.size, fs, False)
-
-    def drain(block_until: int) -> Iterator[PhotoResult]:
-        while len(inflight) > block_until:
-            done, _ = runner.wait(list(inflight))
-            for handle, prepared in done:
-                batch = inflight.pop(handle)
-                yield from finish(batch, prepared)
-
-    pending: list[tuple[Path, str, bytes]] = []
-    pending_bytes = 0  # file bytes held in pending
+    if local and worker_factory is None:  # threads only: no model is loaded before a photo needs one
+        runner = _LocalEngine(PhotoWorker.for_recognizer(recognizer, keep_pixels=keep_pixels))
     try:
-        def flush() -> Iterator[PhotoResult]:
-            if runner is None:
-                start_runner()
-            batch = [(p, sha) for p, sha, _ in pending]
-            handle = runner.submit([(str(p), data) for p, _, data in pending], *crop)
-            pending.clear()
-            inflight[handle] = batch
-            yield from drain(runner.slots - 1)
+        if model is None:
+            model = (recognizer.embedder.key, recognizer.embedder.threshold)
+            if on_model:
+                on_model(*model)
+        key, threshold = model
+        if settings.threshold is not None:
+            threshold = settings.threshold
+        gallery.sync()
+        X, names, missing = gallery.vectors(key)
+        matcher = None
+        if missing:
+            matcher = recognizer.refresh(refresh_progress)
+            X, names, _ = gallery.vectors(key)
+        elif len(X) == 0:
+            raise EmptyGalleryError(f"nobody is enrolled in {gallery.root}; enrol people first (facerec enroll)")
+        gal = gallery_match_key(key, threshold, X, names)
+        pipe = pipeline_key(settings, key, settings.detector)
 
+        def matched(path: Path, sha: str, size, faces: list[Face], cached: bool,
+                    pixels: np.ndarray | None = None) -> PhotoResult:
+            nonlocal matcher
+            matches = cache.get_matches(sha, pipe, gal) if cached else None
+            if matches is None or len(matches) != len(faces):
+                if matcher is None and faces:  # fitted only when some photo's matches are not stored
+                    from facerec.classify import CosineMatcher
+
+                    matcher = CosineMatcher(threshold=threshold).fit(X, names)
+                matches = matcher.match(np.stack([f.vector for f in faces])) if faces else []
+                if cache is not None:
+                    cache.put_matches(sha, pipe, gal, matches)
+            return PhotoResult(path, list(zip(faces, matches)), size=size, cached=cached, pixels=pixels)
+
+        loaded = False
+
+        def start() -> None:
+            nonlocal runner, loaded
+            if loaded:
+                return
+            loaded = True
+            emb = recognizer.embedder
+            if on_model:
+                on_model(emb.key, emb.threshold)
+            if emb.key != key:
+                raise FaceRecError(f"the tag cache remembered embedder {key} but it is now {emb.key}; "
+                                   "the cache is updated: run again")
+            if runner is not None:
+                return
+            factory = worker_factory or partial(PhotoWorker, settings)
+            if engine == "ray":
+                runner = _RayEngine(factory, workers, address=ray_address)
+            elif workers > 0:
+                runner = _PoolEngine(factory, workers)
+            else:
+                runner = _LocalEngine(factory() if worker_factory else PhotoWorker.for_recognizer(recognizer))
+
+        # photos in input order: ("done", result) or ("work", handle, [(path, sha), ...])
+        order: deque = deque()
+        pending: list[tuple[Path, str, bytes]] = []
+        inflight = 0
+
+        def finish(block: bool) -> Iterator[PhotoResult]:
+            """Yield the finished photos at the front of ``order`` (waiting for the first if ``block``);
+            consecutive finished units are embedded together."""
+            nonlocal inflight
+            while order:
+                if order[0][0] == "done":
+                    yield order.popleft()[1]
+                    continue
+                ready = []
+                for entry in order:
+                    if entry[0] != "work" or not (runner.done(entry[1]) or (block and not ready)):
+                        break
+                    ready.append(entry)
+                if not ready:
+                    return
+                block = False
+                for _ in ready:
+                    order.popleft()
+                inflight -= len(ready)
+                prepared = runner.results([e[1] for e in ready])
+                for (path, sha), p in zip([it for e in ready for it in e[2]], prepared):
+                    if p.error is not None:
+                        yield PhotoResult(path, error=p.error)
+                        continue
+                    fs = [f.replace(crop=None) for f in p.faces]
+                    if cache is not None:
+                        cache.put(sha, pipe, p.size, fs)
+                    res = matched(path, sha, p.size, fs, False, p.pixels)
+                    if keep_crops:
+                        res = dataclasses.replace(res, faces=[(f, m) for f, (_, m) in zip(p.faces, res.faces)])
+                    yield res
+
+        def flush() -> None:
+            nonlocal inflight
+            if pending:
+                if runner is None:
+                    start()
+                handle = runner.submit([(str(p), data) for p, _, data in pending])
+                start()  # the local engine decodes (and loads the detector) while the embedder loads
+                order.append(("work", handle, [(p, sha) for p, sha, _ in pending]))
+                pending.clear()
+                inflight += 1
+
+        unit = 1 if local else batch_size
         for path in paths:
             path = Path(path)
             try:
                 data = read_bytes(path)
             except ImageError as exc:
-                yield PhotoResult(path, error=str(exc))
+                order.append(("done", PhotoResult(path, error=str(exc))))
                 continue
             sha = content_hash(data)
             hit = cache.get(sha, pipe) if cache is not None else None
             if hit is not None:
-                yield matched(path, sha, hit[0], hit[1], True)
-                continue
-            pending.append((path, sha, data))
-            pending_bytes += len(data)
-            if len(pending) >= batch_size or pending_bytes >= batch_bytes:
-                yield from flush()
-                pending_bytes = 0
-        if pending:
-            yield from flush()
-        if runner is not None:
-            yield from drain(0)
+                order.append(("done", matched(path, sha, hit[0], hit[1], True)))
+            else:
+                pending.append((path, sha, data))
+                if len(pending) >= unit:
+                    flush()
+            while runner is not None and inflight >= runner.window:
+                yield from finish(block=True)
+            yield from finish(block=False)
+        flush()
+        while order:
+            yield from finish(block=True)
     finally:
         if runner is not None:
             runner.close()

@@ -70,9 +70,9 @@ def png_bytes(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-@pytest.fixture(scope="session")
-def tiny_embedder() -> Embedder:
-    """A small random conv net standing in for a pretrained base (32x32 input)."""
+def make_tiny_embedder() -> Embedder:
+    """A small random conv net standing in for a pretrained base (32x32 input); the same
+    weights in every process (seeded), so worker processes and Ray actors can rebuild it."""
     import keras
 
     keras.utils.set_random_seed(0)
@@ -83,6 +83,18 @@ def tiny_embedder() -> Embedder:
     base = keras.Model(inp, keras.layers.Dense(64)(x))
     base.trainable = False
     return Embedder(BACKBONES["face-resnet"], base, threshold=0.8)
+
+
+@pytest.fixture(scope="session")
+def tiny_embedder() -> Embedder:
+    return make_tiny_embedder()
+
+
+def tiny_worker(settings: Settings):
+    """A tagging worker with the blob detector and the tiny embedder (for worker processes and Ray)."""
+    from facerec.tagging import PhotoWorker
+
+    return PhotoWorker(settings, detector=BlobDetector(), embedder=make_tiny_embedder())
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -421,16 +422,16 @@ def test_worker_processes_give_the_same_results(recognizer, many_photos, tmp_pat
     from facerec.tagcache import TagCache
     from facerec.tagging import find_photos, tag_photos
 
-    from conftest import BlobDetector
+    from conftest import tiny_worker
 
     _enrol(recognizer)
     paths = list(find_photos([many_photos]))
     expected = _table(tag_photos(recognizer, paths))
+    factory = partial(tiny_worker, recognizer.settings)
     with TagCache(tmp_path / "tags.sqlite") as cache:
-        pooled = list(tag_photos(recognizer, paths, cache=cache, workers=2, detector_factory=BlobDetector,
-                                 batch_size=3))
+        pooled = list(tag_photos(recognizer, paths, cache=cache, workers=2, worker_factory=factory, batch_size=3))
         assert _table(pooled) == expected and not any(r.cached for r in pooled)
-        again = tag_photos(recognizer, paths, cache=cache, detector_factory=BlobDetector)
+        again = tag_photos(recognizer, paths, cache=cache, worker_factory=factory)
         assert all(r.cached for r in again if not r.error)
 
 
@@ -479,25 +480,34 @@ def test_cluster_unknown_then_enroll_cluster_names_them(tag_env, capsys):
 
 
 @pytest.mark.slow
-def test_ray_engine_gives_the_same_results_and_reports(recognizer, many_photos, tmp_path):
+def test_ray_engine_on_a_two_node_cluster_gives_the_same_results_and_reports(recognizer, many_photos, tmp_path):
+    """The whole per-photo work (decode, detect, align, embed) runs on actors spread over two
+    simulated nodes; the driver only matches, caches and reports."""
     ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
     from facerec.tagcache import TagCache
     from facerec.tagging import find_photos, tag_photos
 
-    from conftest import BlobDetector
+    from conftest import tiny_worker
 
     _enrol(recognizer)
     paths = list(find_photos([many_photos]))
     expected = _table(tag_photos(recognizer, paths))
     here = Path(__file__).resolve().parent
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": f"{here}:{here.parent}"}})
     try:
+        assert len([n for n in ray.nodes() if n["Alive"]]) == 2
         with TagCache(tmp_path / "tags.sqlite") as cache:
             results = list(tag_photos(recognizer, paths, cache=cache, engine="ray", workers=2,
-                                      detector_factory=BlobDetector, batch_size=4))
+                                      worker_factory=partial(tiny_worker, recognizer.settings), batch_size=4))
     finally:
         ray.shutdown()
+        cluster.shutdown()
     assert _table(results) == expected
     assert json.loads(json_report(results))["summary"] == {"photos": 21, "tagged": 20, "failed": 1, "faces": 32}
 
