@@ -61,6 +61,8 @@ class _ScalingDetector:
 
     name = "base"
     uses_confidence = True
+    thread_safe = False
+    """Whether :meth:`detect` may run in several threads at once (else calls are serialised)."""
 
     def __init__(self, settings: Settings) -> None:
         self.min_face_size = settings.min_face_size
@@ -87,8 +89,11 @@ class _ScalingDetector:
         for i, (small, s) in enumerate(smalls):  # same shape and size limit: one batch
             groups.setdefault((small.shape, max(12, int(self.min_face_size * s))), []).append(i)
         for (_, min_small), idx in groups.items():
-            with self._lock:  # the backends are not thread-safe
+            if self.thread_safe:
                 found = self._detect_small_many([smalls[i][0] for i in idx], min_small)
+            else:
+                with self._lock:
+                    found = self._detect_small_many([smalls[i][0] for i in idx], min_small)
             for i, faces in zip(idx, found):
                 out[i] = self._finish(faces, smalls[i][1])
         return out
@@ -142,25 +147,25 @@ class _CompiledMTCNN:
 
     def __call__(self, images: list[np.ndarray], min_face_size: int) -> list[list[dict]]:
         """MTCNN's JSON results (``box`` x, y, w, h; ``confidence``; ``keypoints``) per image."""
-        from mtcnn.utils.bboxes import (generate_bounding_box, limit_bboxes, resize_to_square,
-                                        smart_nms_from_bboxes, to_json, upscale_bboxes)
+        from mtcnn.utils.bboxes import (generate_bounding_box, limit_bboxes, resize_to_square, sort_by_scores,
+                                        to_json, upscale_bboxes)
         from mtcnn.utils.images import build_scale_pyramid
 
-        batch = (np.stack(images).astype(np.float32) - 127.5) / 128.0  # (N, H, W, 3), MTCNN's scaling
-        n, h, w = batch.shape[:3]
+        n, h, w = len(images), images[0].shape[0], images[0].shape[1]
         proposals = []
         for s in build_scale_pyramid(w, h, min_face_size=min_face_size, scale_factor=0.709):
             sw, sh = int(w * s), int(h * s)
             if min(sw, sh) < 12:
                 break
-            scaled = np.stack([cv2.resize(im, (sw, sh), interpolation=cv2.INTER_AREA) for im in batch])
-            reg, cls = self._stages[0].model(scaled)
+            scaled = np.stack([cv2.resize(im, (sw, sh), interpolation=cv2.INTER_AREA) for im in images])
+            reg, cls = self._stages[0].model(_mtcnn_scale(scaled))
             found = upscale_bboxes(generate_bounding_box(reg, cls, 0.6), np.full(n, s))
-            proposals.append(smart_nms_from_bboxes(found, threshold=0.5, method="union", initial_sort=False))
+            proposals.append(_mtcnn_nms(found, 0.5))
         boxes = np.concatenate(proposals, axis=0) if proposals else np.empty((0, 6))
         if len(boxes) == 0:
             return [[] for _ in images]
-        boxes = resize_to_square(smart_nms_from_bboxes(boxes, threshold=0.7, method="union", initial_sort=True))
+        boxes = resize_to_square(_mtcnn_nms(sort_by_scores(boxes, boxes[:, 5], ascending=False), 0.7))
+        batch = _mtcnn_scale(np.stack(images))
         try:
             for stage in self._stages[1:]:
                 boxes = stage(images_normalized=batch, bboxes_batch=boxes)
@@ -171,10 +176,42 @@ class _CompiledMTCNN:
         return [list(r) for r in results]
 
 
+def _mtcnn_scale(images: np.ndarray) -> np.ndarray:
+    """uint8 RGB -> float32 in [-1, 1] as MTCNN was trained ((x - 127.5) / 128)."""
+    return (images.astype(np.float32) - 127.5) * (1.0 / 128.0)
+
+
+def _mtcnn_nms(boxes: np.ndarray, threshold: float, chunk: int = 256) -> np.ndarray:
+    """mtcnn 1.0.0's suppression rule, per image (column 0), boxes ``[id, x1, y1, x2, y2, score, ...]``
+    in the order given: a box is dropped when its IoU with ANY box before it exceeds
+    ``threshold`` (not only with kept ones, unlike greedy NMS). Same result as its
+    ``smart_nms_from_bboxes(method="union")``, computed in float32 blocks instead of
+    full float64 N x N matrices (that took a fifth of detection time on crowded photos)."""
+    out = []
+    for image_id in np.unique(boxes[:, 0]):
+        b = boxes[boxes[:, 0] == image_id]
+        c = b[:, 1:5].astype(np.float32)
+        area = (c[:, 2] - c[:, 0]) * (c[:, 3] - c[:, 1])
+        keep = np.ones(len(c), dtype=bool)
+        for i0 in range(0, len(c), chunk):
+            i1 = min(len(c), i0 + chunk)
+            a, d = c[i0:i1, None, :], c[None, :i1, :]
+            iw = np.maximum(0, np.minimum(a[..., 2], d[..., 2]) - np.maximum(a[..., 0], d[..., 0]))
+            ih = np.maximum(0, np.minimum(a[..., 3], d[..., 3]) - np.maximum(a[..., 1], d[..., 1]))
+            inter = iw * ih
+            with np.errstate(divide="ignore", invalid="ignore"):
+                over = inter / (area[i0:i1, None] + area[None, :i1] - inter) > threshold
+            over &= np.arange(i1)[None, :] < np.arange(i0, i1)[:, None]  # only boxes before
+            keep[i0:i1] = ~over.any(axis=1)
+        out.append(b[keep])
+    return np.concatenate(out, axis=0) if out else np.empty((0, boxes.shape[1]))
+
+
 class MTCNNDetector(_ScalingDetector):
     """MTCNN (the ``mtcnn`` package; weights ship in its wheel): boxes, 5 landmarks, score."""
 
     name = "mtcnn"
+    thread_safe = True  # compiled graphs and per-call arrays only
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)

@@ -52,10 +52,11 @@ def pick_face(faces: list[Face], largest: bool = False, source: str = "photo") -
 
 
 def decode_for_detection(data: bytes, name: str, settings: Settings) -> Photo:
-    """Decode a photo at the size recognition needs: a large JPEG is reduced in the
-    decoder (DCT scaling) to no less than the detector's working size
-    (``settings.max_detect_side``), so a 12 MP photo never exists in full in memory."""
-    return decode_photo(data, name, settings.max_detect_side)
+    """Decode a photo at the size recognition needs: a large JPEG is reduced in the decoder
+    (DCT scaling by 1/2, 1/4 or 1/8) to no less than 3/4 of the detector's working size
+    (``settings.max_detect_side``): a 12 MP photo is decoded at 1008x756 (1/4), about 6x
+    faster than in full, and never exists in full in memory."""
+    return decode_photo(data, name, settings.max_detect_side * 3 // 4)
 
 
 def align_faces(photo: Photo, faces: list[Face], size: int, zoom: float) -> list[Face]:

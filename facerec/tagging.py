@@ -331,13 +331,13 @@ class _LocalEngine:
     is ready in one batch. At most ``window`` photos are in flight, so memory is bounded
     whatever the folder; results come back in submission order."""
 
-    def __init__(self, worker: PhotoWorker, window: int = 12) -> None:
+    def __init__(self, worker: PhotoWorker, window: int = 12, detect_threads: int = 1) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         self.worker = worker
         self.window = window
         self._decode = ThreadPoolExecutor(2, thread_name_prefix="facerec-decode")
-        self._detect = ThreadPoolExecutor(1, thread_name_prefix="facerec-detect")
+        self._detect = ThreadPoolExecutor(detect_threads, thread_name_prefix="facerec-detect")
 
     def submit(self, items: list[tuple[str, bytes]]):
         (name, data), = items
