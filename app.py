@@ -29,12 +29,13 @@ except ImportError as _exc:
     webrtc_streamer = None
     WEBRTC_MISSING = str(_exc)
 
-from facerec import BACKBONES, FaceRecError, FaceRecognizer, Settings, decode_image, load_image
+from facerec import BACKBONES, FaceRecError, FaceRecognizer, Settings
 from facerec.align import crop_box
+from facerec.detect import rescale_face
 from facerec.draw import draw_matches
 from facerec.embed import calibrated_threshold
 from facerec.gallery import content_hash, validate_name, write_atomic
-from facerec.images import is_image_path
+from facerec.images import is_image_path, load_photo
 from facerec.tagging import csv_report, find_photos, identify_files, json_report
 from facerec.video import LiveProcessor, LiveSnapshot
 
@@ -81,7 +82,7 @@ def read_upload(upload, limit: int = MAX_UPLOAD_BYTES) -> tuple[bytes, str]:
 def thumbnail(path: Path, size: int = 96):
     """A square RGB thumbnail of a photo, or ``None`` when it cannot be read."""
     try:
-        image = load_image(path)
+        image = load_photo(path, size).pixels  # a large JPEG is decoded reduced (DCT scaling)
     except FaceRecError:
         return None
     h, w = image.shape[:2]
@@ -156,10 +157,11 @@ def identify_picture(rec: FaceRecognizer, source) -> None:
     if source is None:
         return
     data, name = read_upload(source)
-    image = decode_image(data, name)
+    photo = rec.read(data, name)
     with st.spinner("Finding faces..."):
-        results = rec.identify(image)
-    st.image(draw_matches(image, results), caption=f"{len(results)} face(s)")
+        results = rec.identify_photo(photo)
+    shown = [(rescale_face(f, 1.0 / photo.scale), m) for f, m in results]
+    st.image(draw_matches(photo.pixels, shown), caption=f"{len(results)} face(s)")
     for face, match in results:
         st.write(f"**{match.name}**, score {match.score:.2f}, box {list(face.int_box())}")
     if not results:
@@ -194,11 +196,10 @@ def page_enroll(rec: FaceRecognizer) -> None:
         cols = st.columns([1, 3])
         try:
             data, fname = read_upload(f)
-            image = decode_image(data, fname)
+            faces = rec.find_faces(rec.read(data, fname))  # aligned crops: saving will not decode again
         except FaceRecError as exc:
             cols[1].error(f"{exc}; it will not be saved.")
             continue
-        faces = rec.detector.detect(image)
         if not faces:
             cols[1].warning(f"{fname}: no face found; it will not be saved.")
             continue
@@ -212,11 +213,11 @@ def page_enroll(rec: FaceRecognizer) -> None:
                                    ["none"] + labels, key=f"pick_{i}_{fname}", horizontal=True)
             if picked == "none":
                 cols[1].warning(f"{fname}: several faces; pick one or it will not be saved.")
-                st.image([crop_box(image, fc.box, 96) for fc in faces], caption=labels)
+                st.image([fc.crop for fc in faces], caption=labels, width=96)
                 continue
             choice = labels.index(picked)
         face = faces[choice]
-        cols[0].image(crop_box(image, face.box, 128), caption=fname)
+        cols[0].image(face.crop, caption=fname, width=128)
         plans.append((data, fname, face))
     if st.button(f"Save {len(plans)} photo(s)", disabled=not (plans and valid)):
         saved = 0

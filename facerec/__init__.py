@@ -31,11 +31,11 @@ _MODULES = {
                        "ManyFacesError MetadataError ModelUnavailableError NoFaceError PersonExistsError "
                        "PersonNotFoundError"),
     "facerec.gallery": "Gallery Person PhotoRecord validate_name",
-    "facerec.images": "decode_image load_image",
+    "facerec.images": "Photo decode_image decode_photo load_image load_photo",
     "facerec.pipeline": "FaceRecognizer pick_face",
     "facerec.settings": "Settings",
     "facerec.tagcache": "TagCache",
-    "facerec.tagging": "PhotoResult csv_report find_photos identify_files json_report tag_photos",
+    "facerec.tagging": "PhotoResult PhotoWorker csv_report find_photos identify_files json_report tag_photos",
     "facerec.types": "UNKNOWN Face Match",
     "facerec.xmp": "write_sidecar",
     "facerec.video": "LiveProcessor LiveSnapshot Presence TrackedFace",
@@ -79,11 +79,11 @@ if TYPE_CHECKING:
         PersonNotFoundError,
     )
     from facerec.gallery import Gallery, Person, PhotoRecord, validate_name
-    from facerec.images import decode_image, load_image
+    from facerec.images import Photo, decode_image, decode_photo, load_image, load_photo
     from facerec.pipeline import FaceRecognizer, pick_face
     from facerec.settings import Settings
     from facerec.tagcache import TagCache
-    from facerec.tagging import PhotoResult, csv_report, find_photos, identify_files, json_report, tag_photos
+    from facerec.tagging import PhotoResult, PhotoWorker, csv_report, find_photos, identify_files, json_report, tag_photos
     from facerec.types import UNKNOWN, Face, Match
     from facerec.xmp import write_sidecar
     from facerec.video import LiveProcessor, LiveSnapshot, Presence, TrackedFace

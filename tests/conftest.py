@@ -26,7 +26,9 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
 CELEB5 = SHARED / "celeb5"
 LFW = SHARED / "lfw_dev"
 
-needs_shared = pytest.mark.skipif(not CELEB5.is_dir(), reason="../shared/faces is absent")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+needs_shared = pytest.mark.skipif(not CELEB5.is_dir() and not IN_CI, reason="../shared/faces is absent")
+"""Skips without ../shared/faces, except under CI=true, where the test runs and fails."""
 
 
 class BlobDetector:

@@ -72,3 +72,42 @@ def test_real_detectors_find_every_face(backend):
         assert lm.shape == (5, 2) and lm[0, 0] < lm[1, 0]  # image-left eye first
     group = load_image(CELEB5.parent / "group_photos" / "opencv-course_group2.jpg")
     assert len(det.detect(group)) >= 3
+
+
+@needs_shared
+@pytest.mark.realdata
+def test_compiled_mtcnn_gives_the_packages_boxes_and_landmarks_on_real_photos():
+    """The default detector runs mtcnn's networks compiled, with its own pyramid resizing and
+    suppression code: on real photos (single faces, groups, crowds) it must find the faces
+    mtcnn's own ``detect_faces`` finds, at the same places, with the same five landmarks."""
+    from mtcnn import MTCNN
+
+    from facerec.detect import make_detector
+    from facerec.images import load_image
+    from facerec.pipeline import iou
+
+    det = make_detector(Settings(detector="mtcnn", max_detect_side=4000))  # both at full size
+    reference = MTCNN()
+    photos = [CELEB5 / "train" / "madonna" / "1.jpg", CELEB5 / "val" / "ben_afflek" / "1.jpg",
+              CELEB5.parent / "group_photos" / "opencv-course_group1.jpg",
+              CELEB5.parent / "group_photos" / "facenet-pytorch_multiface.jpg",
+              *sorted((CELEB5.parent / "wider_dev" / "images").glob("*/*.jpg"))[:6]]
+    total = 0
+    for path in photos:
+        image = load_image(path)
+        ours = det.detect(image)
+        theirs = [r for r in reference.detect_faces(image, min_face_size=20) if r["confidence"] >= 0.9
+                  and min(r["box"][2:]) >= 20]
+        assert abs(len(ours) - len(theirs)) <= max(1, len(theirs) // 20), path.name  # pyramid rounding
+        for r in theirs:
+            best = max(ours, key=lambda f: iou(f.box, r["box"]))
+            if iou(best.box, r["box"]) < 0.9:
+                continue  # one of the few faces at the edge of a threshold
+            total += 1
+            kp = r["keypoints"]
+            theirs_lm = np.array([kp[k] for k in ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")])
+            if theirs_lm[0, 0] > theirs_lm[1, 0]:
+                theirs_lm = theirs_lm[[1, 0, 2, 4, 3]]
+            # ONet's landmarks move a little with its input box (pyramid resized from uint8 here)
+            assert np.abs(best.landmarks - theirs_lm).max() <= max(3.0, 0.1 * best.box[2]), path.name
+    assert total >= 25

@@ -5,9 +5,9 @@ import pytest
 from PIL import Image
 
 from facerec.errors import ImageError
-from facerec.images import decode_image, load_image
+from facerec.images import decode_image, decode_photo, load_image, load_photo
 
-from conftest import deny_reading
+from conftest import SHARED, deny_reading, needs_shared
 
 
 def _encode(img: Image.Image, fmt: str, **kw) -> bytes:
@@ -118,3 +118,54 @@ def test_permission_denied_and_broken_links_are_image_errors(tmp_path, monkeypat
     link.symlink_to(tmp_path / "nowhere.jpg")
     with pytest.raises(ImageError, match="gone.jpg: no such file"):
         load_image(link)
+
+
+# -- reduced (draft) decoding ---------------------------------------------------------
+
+
+def test_a_large_jpeg_is_decoded_reduced_with_its_full_size_known():
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 255, (1200, 1600, 3), dtype=np.uint8))
+    data = _encode(img, "JPEG", quality=90)
+    photo = decode_photo(data, "big.jpg", min_side=400)
+    assert photo.size == (1600, 1200)
+    assert photo.pixels.shape == (300, 400, 3) and photo.scale == 0.25  # 1/4: the smallest DCT scale >= 400
+    assert decode_photo(data, "big.jpg", min_side=500).pixels.shape == (600, 800, 3)  # 1/4 would be too small
+    assert decode_photo(data, "big.jpg").pixels.shape == (1200, 1600, 3)
+    png = decode_photo(_encode(img, "PNG"), "big.png", min_side=400)  # only JPEG has DCT scaling
+    assert png.pixels.shape == (1200, 1600, 3) and png.scale == 1.0
+
+
+@needs_shared
+@pytest.mark.realdata
+@pytest.mark.parametrize("kind", ["Landscape", "Portrait"])
+@pytest.mark.parametrize("orientation", range(9))
+def test_reduced_decoding_honours_every_exif_orientation(kind, orientation):
+    """../shared/faces/exif_orientation: one picture stored under each EXIF orientation;
+    the reduced decode must show it the same way up as the full decode."""
+    path = SHARED / "exif_orientation" / f"{kind}_{orientation}.jpg"
+    full = load_image(path)
+    photo = load_photo(path, min_side=400)
+    assert photo.size == (full.shape[1], full.shape[0])
+    assert max(photo.pixels.shape[:2]) < max(full.shape[:2])  # really reduced
+    import cv2
+
+    small = cv2.resize(full, photo.pixels.shape[1::-1], interpolation=cv2.INTER_AREA).astype(np.float32)
+    assert np.abs(small - photo.pixels).mean() < 8  # same picture, same way up
+    assert np.abs(small - photo.pixels[::-1, ::-1]).mean() > 20  # (upside down would differ)
+
+
+@needs_shared
+@pytest.mark.realdata
+def test_camera_photos_decode_reduced_or_fail_cleanly():
+    """Real 8-12 MP camera JPEGs, some with broken EXIF: each decodes reduced (or, for a
+    broken file, raises ImageError), never crashes."""
+    paths = sorted((SHARED / "camera_photos").glob("*.jpg"))
+    assert len(paths) >= 8
+    for path in paths:
+        try:
+            photo = load_photo(path, min_side=960)
+        except ImageError:
+            continue
+        assert 960 <= max(photo.pixels.shape[:2]) < 2 * 960 or photo.scale == 1.0
+        assert abs(photo.pixels.shape[0] / photo.size[1] - photo.scale) < 0.01
