@@ -448,8 +448,9 @@ class Embedder:
     def _run(self, x: np.ndarray) -> np.ndarray:
         import tensorflow as tf
 
-        if self._predict is None:
-            self._predict = tf.function(lambda t: self._model(t, training=False), reduce_retracing=True)
+        if self._predict is None:  # traced once for any batch size
+            spec = tf.TensorSpec([None, self.input_size, self.input_size, 3], tf.float32)
+            self._predict = tf.function(lambda t: self._model(t, training=False), input_signature=[spec])
         return np.asarray(self._predict(tf.constant(x)))
 
     def embed(self, crops: np.ndarray, flip: bool | None = None, batch_size: int = 32) -> np.ndarray:

@@ -331,7 +331,7 @@ class _LocalEngine:
     is ready in one batch. At most ``window`` photos are in flight, so memory is bounded
     whatever the folder; results come back in submission order."""
 
-    def __init__(self, worker: PhotoWorker, window: int = 12, detect_threads: int = 1) -> None:
+    def __init__(self, worker: PhotoWorker, window: int = 24, detect_threads: int = 1) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         self.worker = worker
