@@ -36,6 +36,7 @@ from facerec.draw import draw_matches
 from facerec.embed import calibrated_threshold
 from facerec.gallery import content_hash, validate_name, write_atomic
 from facerec.images import is_image_path, load_photo
+from facerec.tagcache import TagCache
 from facerec.tagging import csv_report, find_photos, identify_files, json_report
 from facerec.video import LiveProcessor, LiveSnapshot
 
@@ -299,14 +300,30 @@ def extract_zip(data: bytes, dest: Path) -> list[Path]:
 
 
 def face_thumbnails(result) -> list[str]:
-    """A small PNG data URL of each face of a tagging result, from its aligned crop
-    (the tagger already made it: the photo is not read again)."""
+    """A small PNG data URL of each face of a tagging result: its aligned crop when the
+    tagger made one; for a photo whose faces came from the tag cache, cut from a small
+    reduced decode of the photo (the only time that photo is decoded)."""
+    photo = None
     urls = []
     for face, _ in result.faces:
+        tile = face.crop
+        if tile is None:
+            try:
+                photo = photo or load_photo(result.path, 256)
+            except FaceRecError:
+                urls.append(None)
+                continue
+            tile = crop_box(photo.pixels, rescale_face(face, 1.0 / photo.scale).box, 64)
         buf = io.BytesIO()
-        Image.fromarray(face.crop).resize((64, 64)).save(buf, format="PNG")
+        Image.fromarray(tile).resize((64, 64)).save(buf, format="PNG")
         urls.append("data:image/png;base64," + base64.b64encode(buf.getvalue()).decode())
     return urls
+
+
+@st.cache_resource
+def tag_cache(path: Path) -> TagCache:
+    """The tag cache ``facerec tag`` uses too (one per server process; it is thread-safe)."""
+    return TagCache(path)
 
 
 def run_tagger(rec: FaceRecognizer, paths: list[Path], shown_root: Path) -> None:
@@ -319,7 +336,8 @@ def run_tagger(rec: FaceRecognizer, paths: list[Path], shown_root: Path) -> None
 
     bar = st.progress(0.0, text=f"0 / {len(paths)} photos")
     results, rows = [], []
-    for i, res in enumerate(identify_files(rec, paths), start=1):
+    cache = tag_cache(rec.settings.cache_dir / "tags.sqlite")
+    for i, res in enumerate(identify_files(rec, paths, cache=cache), start=1):
         results.append(res)
         if res.error or not res.faces:
             rows.append({"face": None, "photo": shown(res.path), "name": "", "score": None, "box": "",

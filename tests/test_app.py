@@ -179,6 +179,11 @@ def test_tag_page_tags_an_uploaded_zip(app):
     rows = at.dataframe[0].value
     assert sorted(zip(rows["photo"], rows["name"])) == [("stranger.jpg", "unknown"), ("trip/kim.jpg", "Kim")]
     assert all(str(u).startswith("data:image/png;base64,") for u in rows["face"])
+    # again: the same tag cache as `facerec tag`; faces from the cache still get thumbnails
+    [b for b in at.button if b.label == "Tag photos"][0].click().run(timeout=180)
+    again = at.dataframe[0].value
+    assert list(again["name"]) == list(rows["name"]) and list(again["photo"]) == list(rows["photo"])
+    assert all(str(u).startswith("data:image/png;base64,") for u in again["face"])
 
 
 @pytest.mark.parametrize("bad", ["../escape", "a/b", ".hidden", "unknown"])
