@@ -108,6 +108,6 @@ def test_compiled_mtcnn_gives_the_packages_boxes_and_landmarks_on_real_photos():
             theirs_lm = np.array([kp[k] for k in ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")])
             if theirs_lm[0, 0] > theirs_lm[1, 0]:
                 theirs_lm = theirs_lm[[1, 0, 2, 4, 3]]
-            # ONet's landmarks move a little with its input box (pyramid resized from uint8 here)
+            # ONet's landmarks move a little with its input box (OpenCV vs TensorFlow resizing)
             assert np.abs(best.landmarks - theirs_lm).max() <= max(3.0, 0.1 * best.box[2]), path.name
     assert total >= 25
