@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 import re
+import stat
 import struct
 import warnings
 from dataclasses import dataclass
@@ -132,11 +134,25 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS)
     return decode_photo(data, name, max_pixels=max_pixels).pixels
 
 
-def read_bytes(path: Path) -> bytes:
-    """Read a file's bytes, turning OS errors into :class:`ImageError`."""
+MAX_FILE_BYTES = 200_000_000
+"""Largest photo file read, in bytes (200 MB), so one file cannot exhaust memory."""
+
+
+def read_bytes(path: Path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """Read a photo file's bytes, turning OS errors into :class:`ImageError`.
+
+    Only regular files are read (a link to ``/dev/zero`` or a FIFO named ``photo.jpg`` is
+    refused), and at most ``max_bytes``: a larger file is refused without reading it all.
+    """
     path = Path(path)
     try:
-        return path.read_bytes()
+        with path.open("rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise ImageError(f"{path}: not a regular file")
+            data = f.read(max_bytes + 1)
+    except ImageError:
+        raise
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file (or a broken link)") from None
     except IsADirectoryError:
@@ -145,6 +161,9 @@ def read_bytes(path: Path) -> bytes:
         raise ImageError(f"{path}: permission denied") from None
     except OSError as exc:
         raise ImageError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if len(data) > max_bytes:
+        raise ImageError(f"{path}: file too large (over {max_bytes / 1e6:g} MB)")
+    return data
 
 
 def load_image(path: Path | str) -> np.ndarray:

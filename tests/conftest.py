@@ -145,11 +145,17 @@ def tree_snapshot(root: Path) -> dict[str, bytes]:
 
 def deny_reading(monkeypatch, name: str) -> None:
     """Make reading any file called ``name`` fail with PermissionError (tests run as root)."""
-    real = Path.read_bytes
+    real_read, real_open = Path.read_bytes, Path.open
 
     def deny(self):
         if self.name == name:
             raise PermissionError(13, "Permission denied", str(self))
-        return real(self)
+        return real_read(self)
+
+    def deny_open(self, *args, **kwargs):
+        if self.name == name:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
 
     monkeypatch.setattr(Path, "read_bytes", deny)
+    monkeypatch.setattr(Path, "open", deny_open)

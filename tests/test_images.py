@@ -169,3 +169,24 @@ def test_camera_photos_decode_reduced_or_fail_cleanly():
             continue
         assert 960 <= max(photo.pixels.shape[:2]) < 2 * 960 or photo.scale == 1.0
         assert abs(photo.pixels.shape[0] / photo.size[1] - photo.scale) < 0.01
+
+
+def test_a_link_to_an_endless_device_is_refused_without_reading_it(tmp_path):
+    """A symlink named photo.jpg pointing to /dev/zero made `facerec tag` read until the
+    OOM killer stopped it: only regular files are read."""
+    from facerec.images import read_bytes
+
+    link = tmp_path / "photo.jpg"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(ImageError, match="not a regular file"):
+        read_bytes(link)
+
+
+def test_a_file_over_the_byte_limit_is_refused(tmp_path):
+    from facerec.images import read_bytes
+
+    big = tmp_path / "big.jpg"
+    big.write_bytes(b"\xff" * 1001)
+    with pytest.raises(ImageError, match="too large"):
+        read_bytes(big, max_bytes=1000)
+    assert read_bytes(big, max_bytes=1001) == b"\xff" * 1001
