@@ -237,18 +237,19 @@ def write_contact_sheet(group: UnknownGroup, out_path: Path, tile: int = 112, co
     import cv2
 
     from facerec.align import crop_box
-    from facerec.images import encode_jpeg, load_image
+    from facerec.images import encode_jpeg, load_photo
 
-    crops, images = [], {}
+    crops, photos = [], {}
     for m in group.members[:max_faces]:
-        if m.photo not in images:
-            try:
-                images = {m.photo: load_image(m.photo)}  # members come grouped by photo often; keep one
+        if m.photo not in photos:
+            try:  # members come grouped by photo often; keep one, decoded reduced
+                photos = {m.photo: load_photo(m.photo, 4 * tile)}
             except (ImageError, MemoryError):
-                images = {m.photo: None}
-        image = images[m.photo]
-        if image is not None:
-            crops.append(crop_box(image, m.box, tile, margin=0.2))
+                photos = {m.photo: None}
+        photo = photos[m.photo]
+        if photo is not None:
+            box = tuple(v * photo.scale for v in m.box)
+            crops.append(crop_box(photo.pixels, box, tile, margin=0.2))
     if not crops:
         return 0
     cols = min(columns, len(crops))
@@ -429,7 +430,7 @@ def enroll_cluster(recognizer: "FaceRecognizer", label: str, name: str,
         InvalidNameError: bad name. ClusterError: no cluster file or no such
         label. In both cases the gallery is unchanged.
     """
-    from facerec.images import decode_image, read_bytes
+    from facerec.images import read_bytes
     from facerec.pipeline import iou
 
     name = validate_name(name)
@@ -449,13 +450,12 @@ def enroll_cluster(recognizer: "FaceRecognizer", label: str, name: str,
             if reuse and m.unchanged():
                 face = Face(box=m.box, score=1.0, vector=group.vectors[i])
             else:
-                image = decode_image(data, str(m.photo))
-                found = recognizer.detector.detect(image)
+                found = recognizer.find_faces(recognizer.read(data, str(m.photo)))  # decoded once, reduced
                 best = max(found, key=lambda f: iou(f.box, m.box), default=None)
                 if best is None or iou(best.box, m.box) < 0.3:
                     skipped.append((m.photo, "the face is no longer found in this photo"))
                     continue
-                face = recognizer.embed(recognizer.align(image, [best]))[0]
+                face = recognizer.embed([best])[0]
                 if reuse and float(face.vector @ group.vectors[i]) < clusters.threshold:
                     skipped.append((m.photo, "the face there no longer looks like this group's (photo changed)"))
                     continue
