@@ -11,6 +11,8 @@ Keras is imported lazily so that ``import facerec`` loads no model.
 
 from __future__ import annotations
 
+import threading
+
 import hashlib
 import json
 from dataclasses import dataclass, fields
@@ -398,6 +400,18 @@ def shipped_head(backbone: str) -> Path | None:
 
 
 # --- the embedder ------------------------------------------------------------------------
+
+
+_TF_IMPORT_LOCK = threading.Lock()
+
+
+def import_tensorflow() -> None:
+    """Import TensorFlow, one thread at a time. Its import graph has cycles, so a thread
+    importing it while another one is half-way sees half-initialised modules
+    (``AttributeError: ... has no attribute 'DatasetV2'``); every model builder that may
+    run in a thread of its own calls this first."""
+    with _TF_IMPORT_LOCK:
+        import tensorflow  # noqa: F401
 
 
 def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:

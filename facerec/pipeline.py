@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Callable, Iterable
 import numpy as np
 
 from facerec.align import face_crop
-from facerec.detect import Detector, make_detector, rescale_face
-from facerec.embed import Embedder, load_embedder
+from facerec.detect import Detector, downscale, make_detector, rescale_face
+from facerec.embed import Embedder, import_tensorflow, load_embedder
 from facerec.errors import EmptyGalleryError, ImageError, ManyFacesError, NoFaceError
 from facerec.gallery import Gallery, PhotoRecord, content_hash
 from facerec.images import Photo, decode_photo
@@ -55,8 +55,15 @@ def decode_for_detection(data: bytes, name: str, settings: Settings) -> Photo:
     """Decode a photo at the size recognition needs: a large JPEG is reduced in the decoder
     (DCT scaling by 1/2, 1/4 or 1/8) to no less than 3/4 of the detector's working size
     (``settings.max_detect_side``): a 12 MP photo is decoded at 1008x756 (1/4), about 6x
-    faster than in full, and never exists in full in memory."""
-    return decode_photo(data, name, settings.max_detect_side * 3 // 4)
+    faster than in full, and never exists in full in memory. A photo the decoder cannot
+    reduce (PNG, TIFF, ...) and over twice that size is downscaled to the working size
+    right after decoding, so no photo holds more than a few megabytes while it waits in
+    the tagger's queues."""
+    side = settings.max_detect_side * 3 // 4
+    photo = decode_photo(data, name, side)
+    if max(photo.pixels.shape[:2]) > 2 * side:
+        photo = Photo(downscale(photo.pixels, settings.max_detect_side)[0], photo.size)
+    return photo
 
 
 def align_faces(photo: Photo, faces: list[Face], size: int, zoom: float) -> list[Face]:
@@ -102,20 +109,23 @@ class FaceRecognizer:
         self._detector = detector
         self._embedder = embedder
         self._lock = threading.RLock()
+        self._detector_lock, self._embedder_lock = threading.Lock(), threading.Lock()
         self._matcher: CosineMatcher | None = None
         self._fitted_version: int | None = None
 
     @property
     def detector(self) -> Detector:
-        with self._lock:
+        with self._detector_lock:  # its own lock: the two models can load at the same time
             if self._detector is None:
+                import_tensorflow()
                 self._detector = make_detector(self.settings)
             return self._detector
 
     @property
     def embedder(self) -> Embedder:
-        with self._lock:
+        with self._embedder_lock:
             if self._embedder is None:
+                import_tensorflow()
                 self._embedder = load_embedder(self.settings)
             return self._embedder
 

@@ -16,6 +16,7 @@ import csv
 import dataclasses
 import hashlib
 import io
+import itertools
 import json
 import os
 from dataclasses import dataclass, field
@@ -205,7 +206,8 @@ class PhotoWorker:
         self.settings = settings
         self._detector, self._embedder = detector, embedder
         self.keep_pixels = keep_pixels
-        self._lock = threading.Lock()
+        self._detector_lock, self._embedder_lock = threading.Lock(), threading.Lock()
+        self._detect_lock = threading.Lock()  # for detectors that are not thread-safe
 
     @classmethod
     def for_recognizer(cls, recognizer: FaceRecognizer, keep_pixels: bool = False) -> "PhotoWorker":
@@ -216,22 +218,29 @@ class PhotoWorker:
 
     @property
     def detector(self) -> "Detector":
-        with self._lock:
+        with self._detector_lock:
             if self._detector is None:
                 rec = getattr(self, "_recognizer", None)
-                self._detector = rec.detector if rec is not None else _make_detector(self.settings)
+                if rec is not None:
+                    self._detector = rec.detector
+                else:
+                    from facerec.embed import import_tensorflow
+
+                    import_tensorflow()
+                    self._detector = _make_detector(self.settings)
             return self._detector
 
     @property
     def embedder(self):
-        with self._lock:
+        with self._embedder_lock:
             if self._embedder is None:
                 rec = getattr(self, "_recognizer", None)
                 if rec is not None:
                     self._embedder = rec.embedder
                 else:
-                    from facerec.embed import load_embedder
+                    from facerec.embed import import_tensorflow, load_embedder
 
+                    import_tensorflow()
                     self._embedder = load_embedder(self.settings)
             return self._embedder
 
@@ -249,9 +258,13 @@ class PhotoWorker:
         """Faces found and aligned (crops at the embedder's input size), boxes in displayed pixels."""
         if p.error is not None:
             return p
-        emb = self.embedder
+        det, emb = self.detector, self.embedder  # the detector first: the embedder loads meanwhile elsewhere
         try:
-            faces = find_faces(Photo(p.pixels, p.size), self.detector, emb.input_size, emb.backbone.zoom)
+            if getattr(det, "thread_safe", False):
+                faces = find_faces(Photo(p.pixels, p.size), det, emb.input_size, emb.backbone.zoom)
+            else:
+                with self._detect_lock:
+                    faces = find_faces(Photo(p.pixels, p.size), det, emb.input_size, emb.backbone.zoom)
         except Exception as exc:  # noqa: BLE001 - any detector failure becomes this photo's error
             return Prepared(p.name, error=f"{p.name}: face detection failed ({type(exc).__name__}: {exc})")
         return Prepared(p.name, p.size, faces, pixels=p.pixels if self.keep_pixels else None)
@@ -327,11 +340,12 @@ def pipeline_key(settings, embedder_key: str, detector: str) -> str:
 
 class _LocalEngine:
     """The stages in this process, overlapped: two decoding threads (Pillow releases the
-    GIL), one detecting and aligning thread, and the caller's thread embedding whatever
-    is ready in one batch. At most ``window`` photos are in flight, so memory is bounded
+    GIL), two detecting and aligning threads (TensorFlow releases it; a detector that is
+    not ``thread_safe`` runs one photo at a time), and the caller's thread embedding
+    whatever is ready in one batch. At most ``window`` photos are in flight, so memory is bounded
     whatever the folder; results come back in submission order."""
 
-    def __init__(self, worker: PhotoWorker, window: int = 24, detect_threads: int = 1) -> None:
+    def __init__(self, worker: PhotoWorker, window: int = 32, detect_threads: int = 2) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         self.worker = worker
@@ -339,9 +353,17 @@ class _LocalEngine:
         self._decode = ThreadPoolExecutor(2, thread_name_prefix="facerec-decode")
         self._detect = ThreadPoolExecutor(detect_threads, thread_name_prefix="facerec-detect")
 
-    def submit(self, items: list[tuple[str, bytes]]):
-        (name, data), = items
-        decoded = self._decode.submit(self.worker.decode, name, data)
+    def warm(self) -> None:
+        """Start loading the detector now (while the embedder loads elsewhere)."""
+        self._detect.submit(lambda: self.worker.detector)
+
+    def decode(self, name: str, data: bytes):
+        """Start decoding one photo (a future of :meth:`PhotoWorker.decode`)."""
+        return self._decode.submit(self.worker.decode, name, data)
+
+    def submit(self, name: str, data: bytes, decoded=None):
+        """Decode (unless ``decoded`` is that already started), then detect and align one photo."""
+        decoded = decoded or self.decode(name, data)
         return self._detect.submit(lambda: self.worker.detect(decoded.result()))
 
     @staticmethod
@@ -464,7 +486,7 @@ def tag_photos(recognizer: FaceRecognizer, paths: Iterable[Path], *, cache: "Tag
     """Name every face in each photo, using and filling the tag cache; failures become results.
 
     The stages (read -> decode -> detect -> align -> embed -> match -> write to the
-    cache) overlap: decoding starts while the models load, and at most a few photos
+    cache) overlap: reading and decoding start while the models load, and at most a few dozen photos
     are in flight at once, so memory stays bounded whatever the folder holds.
 
     Args:
@@ -505,9 +527,32 @@ def tag_photos(recognizer: FaceRecognizer, paths: Iterable[Path], *, cache: "Tag
     runner = None
     if local and worker_factory is None:  # threads only: no model is loaded before a photo needs one
         runner = _LocalEngine(PhotoWorker.for_recognizer(recognizer, keep_pixels=keep_pixels))
+    paths = iter(paths)
+    early: list[tuple[Path, bytes | ImageError, object]] = []  # read (and decoding) while the models load
     try:
         if model is None:
-            model = (recognizer.embedder.key, recognizer.embedder.threshold)
+            def load() -> tuple[str, float]:
+                return recognizer.embedder.key, recognizer.embedder.threshold
+
+            if isinstance(runner, _LocalEngine):
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(1, thread_name_prefix="facerec-load") as pool:
+                    loading = pool.submit(load)
+                    runner.warm()
+                    while not loading.done() and len(early) < runner.window:
+                        path = next(paths, None)
+                        if path is None:
+                            break
+                        try:
+                            data = read_bytes(Path(path))
+                        except ImageError as exc:
+                            early.append((Path(path), exc, None))
+                            continue
+                        early.append((Path(path), data, runner.decode(str(path), data)))
+                    model = loading.result()
+            else:
+                model = load()
             if on_model:
                 on_model(*model)
         key, threshold = model
@@ -563,7 +608,7 @@ def tag_photos(recognizer: FaceRecognizer, paths: Iterable[Path], *, cache: "Tag
 
         # photos in input order: ("done", result) or ("work", handle, [(path, sha), ...])
         order: deque = deque()
-        pending: list[tuple[Path, str, bytes]] = []
+        pending: list[tuple[Path, str, bytes, object]] = []  # path, sha, bytes, decoding already started
         inflight = 0
 
         def finish(block: bool) -> Iterator[PhotoResult]:
@@ -603,17 +648,22 @@ def tag_photos(recognizer: FaceRecognizer, paths: Iterable[Path], *, cache: "Tag
             if pending:
                 if runner is None:
                     start()
-                handle = runner.submit([(str(p), data) for p, _, data in pending])
+                if isinstance(runner, _LocalEngine):
+                    (path, _, data, decoded), = pending
+                    handle = runner.submit(str(path), data, decoded)
+                else:
+                    handle = runner.submit([(str(p), data) for p, _, data, _ in pending])
                 start()  # the local engine decodes (and loads the detector) while the embedder loads
-                order.append(("work", handle, [(p, sha) for p, sha, _ in pending]))
+                order.append(("work", handle, [(p, sha) for p, sha, _, _ in pending]))
                 pending.clear()
                 inflight += 1
 
         unit = 1 if local else batch_size
-        for path in paths:
-            path = Path(path)
+        for path, data, decoded in itertools.chain(early, ((Path(p), None, None) for p in paths)):
             try:
-                data = read_bytes(path)
+                data = read_bytes(path) if data is None else data
+                if isinstance(data, ImageError):
+                    raise data
             except ImageError as exc:
                 order.append(("done", PhotoResult(path, error=str(exc))))
                 continue
@@ -622,7 +672,7 @@ def tag_photos(recognizer: FaceRecognizer, paths: Iterable[Path], *, cache: "Tag
             if hit is not None:
                 order.append(("done", matched(path, sha, hit[0], hit[1], True)))
             else:
-                pending.append((path, sha, data))
+                pending.append((path, sha, data, decoded))
                 if len(pending) >= unit:
                     flush()
             while runner is not None and inflight >= runner.window:

@@ -146,3 +146,25 @@ def test_importing_the_package_the_tagger_and_the_cli_loads_neither_sklearn_nor_
     code = "import facerec; print(facerec.Settings.__name__, facerec.CosineMatcher.__module__, 'Gallery' in dir(facerec))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout
     assert out.split() == ["Settings", "facerec.classify", "True"]
+
+
+def test_photos_are_decoded_small_whatever_their_format():
+    """A large JPEG is reduced by the decoder, a large PNG right after decoding: either way
+    the tagger's queues hold a photo at about the detector's working size, with the
+    displayed size kept for the boxes."""
+    import io
+
+    from PIL import Image
+
+    from facerec.pipeline import decode_for_detection
+    from facerec.settings import Settings
+
+    settings = Settings(max_detect_side=400)
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 255, (1500, 2000, 3), dtype=np.uint8))
+    for fmt in ("JPEG", "PNG"):
+        buf = io.BytesIO()
+        img.save(buf, format=fmt)
+        photo = decode_for_detection(buf.getvalue(), f"big.{fmt.lower()}", settings)
+        assert photo.size == (2000, 1500)
+        assert 300 <= max(photo.pixels.shape[:2]) <= 600, fmt
