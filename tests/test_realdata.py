@@ -46,3 +46,23 @@ def test_cli_enrol_and_identify_celeb5(tmp_path, capsys, backbone, named, reject
     assert known >= 15 and strangers >= 4
     assert right / known >= named, (right, known)
     assert rejected / strangers >= rejected_share, (rejected, strangers)
+
+
+def test_cold_tag_in_a_fresh_process_names_the_enrolled(tmp_path):
+    """`facerec tag` as users start it: a fresh process, an empty tag cache, so the models
+    load in a thread while the first photos decode (TensorFlow imported by two threads at
+    once had crashed with a half-initialised module)."""
+    import os
+    import subprocess
+    import sys
+
+    g = ["--gallery", str(tmp_path / "gallery"), "-q"]
+    photos = sorted(str(p) for p in (CELEB5 / "train" / "ben_afflek").iterdir())[:5]
+    assert cli.main(["enroll", "--name", "Ben", *photos, "--largest", *g]) == 0
+    proc = subprocess.run([sys.executable, "-m", "facerec.cli", "tag", str(CELEB5 / "val" / "ben_afflek"), *g,
+                           "--cache", str(tmp_path / "tags.sqlite")],
+                          capture_output=True, text=True, env=dict(os.environ), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = list(csv.reader(io.StringIO(proc.stdout)))
+    assert len({r[0] for r in rows}) >= 4
+    assert sum(r[2] == "Ben" for r in rows) >= 4
