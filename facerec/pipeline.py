@@ -79,9 +79,14 @@ def align_faces(photo: Photo, faces: list[Face], size: int, zoom: float) -> list
 def find_faces(photo: Photo, detector: Detector, size: int, zoom: float) -> list[Face]:
     """Every face of a decoded photo, aligned: boxes and landmarks in displayed-photo pixels,
     crops ``(size, size, 3)`` uint8 cut from the decoded pixels (most confident first)."""
-    s = photo.scale
-    return [rescale_face(f, s).replace(crop=face_crop(photo.pixels, f.box, f.landmarks, size, zoom))
-            for f in detector.detect(photo.pixels)]
+    return find_faces_many([photo], detector, size, zoom)[0]
+
+
+def find_faces_many(photos: list[Photo], detector: Detector, size: int, zoom: float) -> list[list[Face]]:
+    """:func:`find_faces` for several photos, detected together (batched over same-size photos)."""
+    found = detector.detect_many([p.pixels for p in photos])
+    return [[rescale_face(f, p.scale).replace(crop=face_crop(p.pixels, f.box, f.landmarks, size, zoom))
+             for f in faces] for p, faces in zip(photos, found)]
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ import numpy as np
 from facerec.embed import get_backbone
 from facerec.errors import EmptyGalleryError, FaceRecError, ImageError
 from facerec.images import Photo, is_image_path, read_bytes
-from facerec.pipeline import FaceRecognizer, decode_for_detection, find_faces
+from facerec.pipeline import FaceRecognizer, decode_for_detection, find_faces_many
 from facerec.types import Face, Match
 
 
@@ -254,20 +254,40 @@ class PhotoWorker:
             return Prepared(name, error=f"{name}: image too large for memory")
         return Prepared(name, photo.size, pixels=photo.pixels)
 
-    def detect(self, p: Prepared) -> Prepared:
-        """Faces found and aligned (crops at the embedder's input size), boxes in displayed pixels."""
-        if p.error is not None:
-            return p
+    def detect(self, batch: Sequence[Prepared]) -> list[Prepared]:
+        """Faces found and aligned (crops at the embedder's input size), boxes in displayed
+        pixels; same-size photos are detected together. A photo whose detection fails gets
+        an ``error`` and the others go on."""
         det, emb = self.detector, self.embedder  # the detector first: the embedder loads meanwhile elsewhere
-        try:
+        todo = [p for p in batch if p.error is None]
+
+        def run(ps: list[Prepared]) -> list[list[Face]]:
+            photos = [Photo(p.pixels, p.size) for p in ps]
             if getattr(det, "thread_safe", False):
-                faces = find_faces(Photo(p.pixels, p.size), det, emb.input_size, emb.backbone.zoom)
+                return find_faces_many(photos, det, emb.input_size, emb.backbone.zoom)
+            with self._detect_lock:
+                return find_faces_many(photos, det, emb.input_size, emb.backbone.zoom)
+
+        try:
+            found: list = run(todo)
+        except Exception:  # noqa: BLE001 - one bad photo must not sink the others: one by one
+            found = []
+            for p in todo:
+                try:
+                    found.append(run([p])[0])
+                except Exception as exc:  # noqa: BLE001 - any detector failure becomes this photo's error
+                    found.append(f"{p.name}: face detection failed ({type(exc).__name__}: {exc})")
+        done = iter(found)
+        out = []
+        for p in batch:
+            faces = next(done) if p.error is None else None
+            if isinstance(faces, str):
+                out.append(Prepared(p.name, error=faces))
+            elif faces is None:
+                out.append(p)
             else:
-                with self._detect_lock:
-                    faces = find_faces(Photo(p.pixels, p.size), det, emb.input_size, emb.backbone.zoom)
-        except Exception as exc:  # noqa: BLE001 - any detector failure becomes this photo's error
-            return Prepared(p.name, error=f"{p.name}: face detection failed ({type(exc).__name__}: {exc})")
-        return Prepared(p.name, p.size, faces, pixels=p.pixels if self.keep_pixels else None)
+                out.append(Prepared(p.name, p.size, faces, pixels=p.pixels if self.keep_pixels else None))
+        return out
 
     def embed(self, batch: Sequence[Prepared]) -> list[Prepared]:
         """Vectors for every face of ``batch`` in one embedding run."""
@@ -286,7 +306,7 @@ class PhotoWorker:
     def process(self, items: Sequence[tuple[str, bytes]]) -> list[Prepared]:
         """Every stage for a batch of ``(name, bytes)``, in turn (what remote workers run);
         crops are dropped from the result, pixels too unless asked for."""
-        done = self.embed([self.detect(self.decode(name, data)) for name, data in items])
+        done = self.embed(self.detect([self.decode(name, data) for name, data in items]))
         return [dataclasses.replace(p, faces=[f.replace(crop=None) for f in p.faces]) for p in done]
 
 
@@ -337,6 +357,11 @@ def pipeline_key(settings, embedder_key: str, detector: str) -> str:
 
 # -- engines: who runs the per-photo stages -----------------------------------------
 
+SMALL_FILE_BYTES = 100_000
+"""Files up to this size (photos of a few hundred pixels) go through the local engine
+LOCAL_BATCH at a time, so their detection is batched; larger ones one by one."""
+LOCAL_BATCH = 8
+
 
 class _LocalEngine:
     """The stages in this process, overlapped: two decoding threads (Pillow releases the
@@ -361,10 +386,11 @@ class _LocalEngine:
         """Start decoding one photo (a future of :meth:`PhotoWorker.decode`)."""
         return self._decode.submit(self.worker.decode, name, data)
 
-    def submit(self, name: str, data: bytes, decoded=None):
-        """Decode (unless ``decoded`` is that already started), then detect and align one photo."""
-        decoded = decoded or self.decode(name, data)
-        return self._detect.submit(lambda: self.worker.detect(decoded.result()))
+    def submit(self, items: list[tuple[str, bytes, object]]):
+        """Decode each ``(name, bytes, decoding already started or None)``, then detect and align
+        them together (a future of their :class:`Prepared`)."""
+        decoded = [d or self.decode(name, data) for name, data, d in items]
+        return self._detect.submit(lambda: self.worker.detect([d.result() for d in decoded]))
 
     @staticmethod
     def done(handle) -> bool:
@@ -372,7 +398,7 @@ class _LocalEngine:
 
     def results(self, handles: list) -> list[Prepared]:
         """Embedded results of finished handles (``handles[0]`` waited for)."""
-        return self.worker.embed([h.result() for h in handles])
+        return self.worker.embed([p for h in handles for p in h.result()])
 
     def close(self) -> None:
         self._decode.shutdown(wait=True, cancel_futures=True)
@@ -649,8 +675,7 @@ def tag_photos(recognizer: FaceRecognizer, paths: Iterable[Path], *, cache: "Tag
                 if runner is None:
                     start()
                 if isinstance(runner, _LocalEngine):
-                    (path, _, data, decoded), = pending
-                    handle = runner.submit(str(path), data, decoded)
+                    handle = runner.submit([(str(p), data, decoded) for p, _, data, decoded in pending])
                 else:
                     handle = runner.submit([(str(p), data) for p, _, data, _ in pending])
                 start()  # the local engine decodes (and loads the detector) while the embedder loads
@@ -658,6 +683,8 @@ def tag_photos(recognizer: FaceRecognizer, paths: Iterable[Path], *, cache: "Tag
                 pending.clear()
                 inflight += 1
 
+        # a unit of work: one photo for the local engine, except small files (250x250 crops and the
+        # like: detecting several same-size photos at once is faster); batch_size for remote workers
         unit = 1 if local else batch_size
         for path, data, decoded in itertools.chain(early, ((Path(p), None, None) for p in paths)):
             try:
@@ -673,7 +700,8 @@ def tag_photos(recognizer: FaceRecognizer, paths: Iterable[Path], *, cache: "Tag
                 order.append(("done", matched(path, sha, hit[0], hit[1], True)))
             else:
                 pending.append((path, sha, data, decoded))
-                if len(pending) >= unit:
+                small = local and len(data) <= SMALL_FILE_BYTES
+                if len(pending) >= (LOCAL_BATCH if small else unit):
                     flush()
             while runner is not None and inflight >= runner.window:
                 yield from finish(block=True)
