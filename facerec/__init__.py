@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 # Public names are resolved on first use (PEP 562), so that ``import facerec`` (and the
 # tag cache's fast path) imports neither scikit-learn nor TensorFlow.
