@@ -208,6 +208,7 @@ class PhotoWorker:
         self.keep_pixels = keep_pixels
         self._detector_lock, self._embedder_lock = threading.Lock(), threading.Lock()
         self._detect_lock = threading.Lock()  # for detectors that are not thread-safe
+        self._recognizer: FaceRecognizer | None = None  # whose models to share
 
     @classmethod
     def for_recognizer(cls, recognizer: FaceRecognizer, keep_pixels: bool = False) -> "PhotoWorker":
@@ -220,9 +221,8 @@ class PhotoWorker:
     def detector(self) -> "Detector":
         with self._detector_lock:
             if self._detector is None:
-                rec = getattr(self, "_recognizer", None)
-                if rec is not None:
-                    self._detector = rec.detector
+                if self._recognizer is not None:
+                    self._detector = self._recognizer.detector
                 else:
                     from facerec.embed import import_tensorflow
 
@@ -234,9 +234,8 @@ class PhotoWorker:
     def embedder(self):
         with self._embedder_lock:
             if self._embedder is None:
-                rec = getattr(self, "_recognizer", None)
-                if rec is not None:
-                    self._embedder = rec.embedder
+                if self._recognizer is not None:
+                    self._embedder = self._recognizer.embedder
                 else:
                     from facerec.embed import import_tensorflow, load_embedder
 
@@ -630,7 +629,7 @@ def tag_photos(recognizer: FaceRecognizer, paths: Iterable[Path], *, cache: "Tag
             elif workers > 0:
                 runner = _PoolEngine(factory, workers)
             else:
-                runner = _LocalEngine(factory() if worker_factory else PhotoWorker.for_recognizer(recognizer))
+                runner = _LocalEngine(factory())  # a worker_factory given for the local engine
 
         # photos in input order: ("done", result) or ("work", handle, [(path, sha), ...])
         order: deque = deque()
