@@ -45,6 +45,7 @@ def _settings(args: argparse.Namespace):
         gallery=getattr(args, "gallery", None), backbone=getattr(args, "backbone", None),
         detector=getattr(args, "detector", None), threshold=getattr(args, "threshold", None),
         min_face_size=getattr(args, "min_face_size", None),
+        min_face_fraction=getattr(args, "min_face_fraction", None),
         detection_confidence=getattr(args, "detection_confidence", None),
         head=getattr(args, "head", None), flip=getattr(args, "flip", None),
     )
@@ -396,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="base network (default: face-resnet): " + "; ".join(f"{k}: {v.description}" for k, v in BACKBONES.items()))
     model.add_argument("--detector", choices=["mtcnn", "opencv"], help="face detector (default mtcnn; opencv = Haar, faster, no landmarks)")
     model.add_argument("--min-face-size", type=int, metavar="PX", help="ignore faces smaller than this (pixels, default 20)")
+    model.add_argument("--min-face-fraction", type=float, metavar="F",
+                       help="also ignore faces narrower than this fraction of the photo's shorter side "
+                            "(default 0.025: 75 px in a 12 MP photo, which keeps large photos fast; 0: off)")
     model.add_argument("--detection-confidence", type=float, metavar="P", help="minimum detector score, 0-1 (default 0.9)")
     model.add_argument("--head", metavar="STEM", help="use a head trained with train-head (STEM.weights.h5 + STEM.json)")
     model.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,

@@ -28,8 +28,12 @@ class Detector(Protocol):
         most confident first; ``crop`` and ``vector`` are left ``None``."""
         ...
 
-    def detect_many(self, images: list[np.ndarray]) -> list[list[Face]]:
-        """:meth:`detect` for several photos (batched where the backend can)."""
+    def detect_many(self, images: list[np.ndarray], scales: list[float] | None = None) -> list[list[Face]]:
+        """:meth:`detect` for several photos (batched where the backend can).
+
+        ``scales[i]``: how much photo ``i`` was already reduced (decoded pixels / original
+        pixels, 1.0 when not), so that sizes set in original-photo pixels (the minimum
+        face size) keep their meaning; boxes stay in the pixels of ``images``."""
         ...
 
 
@@ -66,6 +70,7 @@ class _ScalingDetector:
 
     def __init__(self, settings: Settings) -> None:
         self.min_face_size = settings.min_face_size
+        self.min_face_fraction = settings.min_face_fraction
         self.confidence = settings.detection_confidence
         self.max_side = settings.max_detect_side
         self._lock = threading.Lock()
@@ -79,15 +84,18 @@ class _ScalingDetector:
     def detect(self, image: np.ndarray) -> list[Face]:
         return self.detect_many([image])[0]
 
-    def detect_many(self, images: list[np.ndarray]) -> list[list[Face]]:
+    def detect_many(self, images: list[np.ndarray], scales: list[float] | None = None) -> list[list[Face]]:
+        scales = scales or [1.0] * len(images)
         for image in images:
             if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
                 raise ValueError(f"expected an RGB uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
         smalls = [downscale(image, self.max_side) for image in images]
         out: list[list[Face]] = [[] for _ in images]
         groups: dict[tuple[tuple[int, ...], int], list[int]] = {}
+        minimum = [self._min_face(image, prior) for image, prior in zip(images, scales)]  # original pixels
         for i, (small, s) in enumerate(smalls):  # same shape and size limit: one batch
-            groups.setdefault((small.shape, max(12, int(self.min_face_size * s))), []).append(i)
+            min_small = max(12, int(minimum[i] * s * scales[i]))
+            groups.setdefault((small.shape, min_small), []).append(i)
         for (_, min_small), idx in groups.items():
             if self.thread_safe:
                 found = self._detect_small_many([smalls[i][0] for i in idx], min_small)
@@ -95,14 +103,20 @@ class _ScalingDetector:
                 with self._lock:
                     found = self._detect_small_many([smalls[i][0] for i in idx], min_small)
             for i, faces in zip(idx, found):
-                out[i] = self._finish(faces, smalls[i][1])
+                out[i] = self._finish(faces, smalls[i][1], minimum[i] * scales[i])
         return out
 
-    def _finish(self, found: list[Face], s: float) -> list[Face]:
+    def _min_face(self, image: np.ndarray, prior: float) -> float:
+        """Smallest face side searched, in original-photo pixels: ``min_face_size``, or
+        ``min_face_fraction`` of the photo's shorter side when that is larger."""
+        return max(float(self.min_face_size), self.min_face_fraction * min(image.shape[:2]) / prior)
+
+    def _finish(self, found: list[Face], s: float, min_side: float) -> list[Face]:
+        """Boxes mapped back by ``1/s``; faces under ``min_side`` (those pixels) or unsure dropped."""
         faces = [rescale_face(f, s) for f in found]
         faces = [
             f for f in faces
-            if min(f.box[2], f.box[3]) >= self.min_face_size
+            if min(f.box[2], f.box[3]) >= min_side
             and (not self.uses_confidence or f.score >= self.confidence)
         ]
         return sorted(faces, key=lambda f: -f.score)

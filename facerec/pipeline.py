@@ -84,7 +84,7 @@ def find_faces(photo: Photo, detector: Detector, size: int, zoom: float) -> list
 
 def find_faces_many(photos: list[Photo], detector: Detector, size: int, zoom: float) -> list[list[Face]]:
     """:func:`find_faces` for several photos, detected together (batched over same-size photos)."""
-    found = detector.detect_many([p.pixels for p in photos])
+    found = detector.detect_many([p.pixels for p in photos], [p.scale for p in photos])
     return [[rescale_face(f, p.scale).replace(crop=face_crop(p.pixels, f.box, f.landmarks, size, zoom))
              for f in faces] for p, faces in zip(photos, found)]
 

@@ -350,7 +350,7 @@ def pipeline_key(settings, embedder_key: str, detector: str) -> str:
 
     flip = get_backbone(settings.backbone).flip if settings.flip is None else settings.flip
     return (f"{embedder_key}|flip={int(flip)}|det={detector}|side={settings.max_detect_side}"
-            f"|min={settings.min_face_size}"
+            f"|min={settings.min_face_size}|minf={settings.min_face_fraction}"
             f"|conf={settings.detection_confidence}|v={__version__}")
 
 

@@ -45,7 +45,7 @@ class BlobDetector:
                 faces.append(Face(box=(float(x), float(y), float(w), float(h)), score=0.99))
         return sorted(faces, key=lambda f: -f.area)
 
-    def detect_many(self, images):
+    def detect_many(self, images, scales=None):
         return [self.detect(im) for im in images]
 
 

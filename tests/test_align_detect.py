@@ -42,6 +42,7 @@ class _FixedBackend(_ScalingDetector):
 
     def _detect_small(self, image, min_size):
         self.seen = image.shape
+        self.min_size = min_size
         return [Face((10.0, 20.0, 30.0, 40.0), 0.95, np.full((5, 2), 10.0, np.float32)),
                 Face((0.0, 0.0, 4.0, 4.0), 0.95), Face((50.0, 50.0, 30.0, 30.0), 0.5)]
 
@@ -54,6 +55,19 @@ def test_large_photos_are_downscaled_and_boxes_mapped_back():
     assert faces[0].box == (40.0, 80.0, 120.0, 160.0)
     assert np.allclose(faces[0].landmarks, 40.0)
     assert downscale(np.zeros((10, 10, 3), np.uint8), 500)[1] == 1.0
+
+
+def test_minimum_face_size_is_in_original_pixels_and_relative_to_the_photo():
+    """A photo decoded at 1/4 keeps its minimum face size in original pixels, and a face
+    narrower than min_face_fraction of the photo's shorter side is neither searched nor kept."""
+    image = np.zeros((750, 1000, 3), np.uint8)
+    det = _FixedBackend(Settings(max_detect_side=2000, min_face_size=20, min_face_fraction=0.0))
+    det.detect_many([image], [0.25])  # the original was 4000x3000: 20 px there are 5 here
+    assert det.min_size == 12  # MTCNN's smallest window
+    det = _FixedBackend(Settings(max_detect_side=2000, min_face_size=20, min_face_fraction=0.1))
+    assert det.detect(image) == [] and det.min_size == 75  # 10% of 750: the 30x40 face is dropped
+    det = _FixedBackend(Settings(max_detect_side=2000, min_face_size=20, min_face_fraction=0.04))
+    assert [f.box for f in det.detect(image)] == [(10.0, 20.0, 30.0, 40.0)] and det.min_size == 30
 
 
 @needs_shared

@@ -237,7 +237,7 @@ class _NoDetector:
     def detect(self, image):
         raise AssertionError("detection ran on a cached photo")
 
-    def detect_many(self, images):
+    def detect_many(self, images, scales=None):
         raise AssertionError("detection ran on a cached photo")
 
 
