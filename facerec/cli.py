@@ -399,7 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--min-face-size", type=int, metavar="PX", help="ignore faces smaller than this (pixels, default 20)")
     model.add_argument("--min-face-fraction", type=float, metavar="F",
                        help="also ignore faces narrower than this fraction of the photo's shorter side "
-                            "(default 0.025: 75 px in a 12 MP photo, which keeps large photos fast; 0: off)")
+                            "(default 20/1024 = 0.0195: 20 px up to 1024-px photos, 59 px in a 12 MP one, "
+                            "which keeps large photos fast; 0: off)")
     model.add_argument("--detection-confidence", type=float, metavar="P", help="minimum detector score, 0-1 (default 0.9)")
     model.add_argument("--head", metavar="STEM", help="use a head trained with train-head (STEM.weights.h5 + STEM.json)")
     model.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
