@@ -369,7 +369,7 @@ class _LocalEngine:
     whatever is ready in one batch. At most ``window`` photos are in flight, so memory is bounded
     whatever the folder; results come back in submission order."""
 
-    def __init__(self, worker: PhotoWorker, window: int = 32, detect_threads: int = 2) -> None:
+    def __init__(self, worker: PhotoWorker, window: int = 12, detect_threads: int = 2) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         self.worker = worker
