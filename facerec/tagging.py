@@ -33,7 +33,7 @@ import numpy as np
 from facerec.embed import get_backbone
 from facerec.errors import EmptyGalleryError, FaceRecError, ImageError
 from facerec.images import Photo, is_image_path, read_bytes
-from facerec.pipeline import FaceRecognizer, decode_for_detection, find_faces_many
+from facerec.pipeline import FaceRecognizer, Models, decode_for_detection, find_faces_many
 from facerec.types import Face, Match
 
 
@@ -200,48 +200,26 @@ class PhotoWorker:
     """
 
     def __init__(self, settings, detector: "Detector | None" = None, embedder=None,
-                 keep_pixels: bool = False) -> None:
+                 keep_pixels: bool = False, models: Models | None = None) -> None:
         import threading
 
         self.settings = settings
-        self._detector, self._embedder = detector, embedder
+        self.models = models or Models(settings, detector, embedder)
         self.keep_pixels = keep_pixels
-        self._detector_lock, self._embedder_lock = threading.Lock(), threading.Lock()
         self._detect_lock = threading.Lock()  # for detectors that are not thread-safe
-        self._recognizer: FaceRecognizer | None = None  # whose models to share
 
     @classmethod
     def for_recognizer(cls, recognizer: FaceRecognizer, keep_pixels: bool = False) -> "PhotoWorker":
         """A worker sharing the recogniser's models (loaded when first needed)."""
-        worker = cls(recognizer.settings, keep_pixels=keep_pixels)
-        worker._recognizer = recognizer
-        return worker
+        return cls(recognizer.settings, keep_pixels=keep_pixels, models=recognizer.models)
 
     @property
     def detector(self) -> "Detector":
-        with self._detector_lock:
-            if self._detector is None:
-                if self._recognizer is not None:
-                    self._detector = self._recognizer.detector
-                else:
-                    from facerec.embed import import_tensorflow
-
-                    import_tensorflow()
-                    self._detector = _make_detector(self.settings)
-            return self._detector
+        return self.models.detector
 
     @property
     def embedder(self):
-        with self._embedder_lock:
-            if self._embedder is None:
-                if self._recognizer is not None:
-                    self._embedder = self._recognizer.embedder
-                else:
-                    from facerec.embed import import_tensorflow, load_embedder
-
-                    import_tensorflow()
-                    self._embedder = load_embedder(self.settings)
-            return self._embedder
+        return self.models.embedder
 
     def decode(self, name: str, data: bytes) -> Prepared:
         """Bytes -> a reduced decode (:attr:`Prepared.pixels`) and the displayed size."""
@@ -711,9 +689,3 @@ def tag_photos(recognizer: FaceRecognizer, paths: Iterable[Path], *, cache: "Tag
     finally:
         if runner is not None:
             runner.close()
-
-
-def _make_detector(settings) -> "Detector":
-    from facerec.detect import make_detector
-
-    return make_detector(settings)

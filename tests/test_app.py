@@ -168,8 +168,16 @@ def test_tag_page_tags_an_uploaded_zip(app):
     known = clip_frames(CLIPS / KNOWN_CLIP, count=3, step=20)
     FaceRecognizer(Settings(gallery=root)).enroll("Kim", cv2.imencode(".png", known[0])[1].tobytes(), "k.png")
     jpg = lambda f: cv2.imencode(".jpg", f)[1].tobytes()  # noqa: E731
-    upload = _zip({"trip/kim.jpg": jpg(known[2]), "stranger.jpg": jpg(clip_frames(CLIPS / STRANGER_CLIP, count=1)[0]),
-                   "notes.txt": b"skipped: not a photo"})
+    photos = {"trip/kim.jpg": jpg(known[2]), "stranger.jpg": jpg(clip_frames(CLIPS / STRANGER_CLIP, count=1)[0])}
+    upload = _zip({**photos, "notes.txt": b"skipped: not a photo"})
+    import sqlite3
+
+    from facerec.gallery import content_hash
+
+    cache_file, shas = Settings.from_env().cache_dir / "tags.sqlite", [content_hash(d) for d in photos.values()]
+    if cache_file.exists():  # this test's photos (the same bytes every run) start uncached
+        with sqlite3.connect(cache_file) as con:
+            con.executemany("DELETE FROM photos WHERE sha = ?", [(h,) for h in shas])
     at.run()
     at.sidebar.radio[0].set_value("Tag photos").run()
     at.radio[0].set_value("an uploaded zip").run()
@@ -179,7 +187,10 @@ def test_tag_page_tags_an_uploaded_zip(app):
     rows = at.dataframe[0].value
     assert sorted(zip(rows["photo"], rows["name"])) == [("stranger.jpg", "unknown"), ("trip/kim.jpg", "Kim")]
     assert all(str(u).startswith("data:image/png;base64,") for u in rows["face"])
-    # again: the same tag cache as `facerec tag`; faces from the cache still get thumbnails
+    # the same tag cache as `facerec tag` now holds both photos; tagging again, faces from the cache get thumbnails
+    with sqlite3.connect(cache_file) as con:
+        stored = {r[0] for r in con.execute("SELECT sha FROM photos")}
+    assert set(shas) <= stored
     [b for b in at.button if b.label == "Tag photos"][0].click().run(timeout=180)
     again = at.dataframe[0].value
     assert list(again["name"]) == list(rows["name"]) and list(again["photo"]) == list(rows["photo"])
