@@ -1,8 +1,13 @@
-"""facerec in the browser: live video, identify, enrol, manage people, tag photos, settings.
+"""facerec in the browser: people (the home page), live video, identify, enrol, who was here,
+tag photos, settings; one URL per page (``st.navigation``: ``/``, ``/live``, ``/identify``,
+``/enrol``, ``/history``, ``/tag``, ``/settings``), drawn only after the sign-in gate.
 
 Run with ``streamlit run app.py``. A thin layer over the facerec library: one
 cached recogniser per settings (``st.cache_resource``), shared by all pages
-and sessions; every FaceRecError reaches the user as ``st.error``.
+and sessions; every FaceRecError reaches the user as ``st.error``. Matches are shown
+as verdicts (facerec.verdict), enrolment checks come from facerec.enrolcheck, the People
+page's pictures from facerec.thumbs (cached on disk), the who-was-here history from
+facerec.history (written from Live's video thread through its non-blocking writer).
 """
 
 from __future__ import annotations
@@ -11,9 +16,11 @@ import base64
 import dataclasses
 import io
 import json
+import math
 import tempfile
 import time
 import zipfile
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 
@@ -29,18 +36,25 @@ except ImportError as _exc:
     webrtc_streamer = None
     WEBRTC_MISSING = str(_exc)
 
-from facerec import BACKBONES, FaceRecError, FaceRecognizer, Settings
+from facerec import BACKBONES, FaceRecError, FaceRecognizer, Settings, auth
+from facerec import history, photonames, thumbs
+from facerec.enrolcheck import concerns, name_key, owners, resemblance, similar_names
+from facerec.errors import EmptyGalleryError, GalleryBusyError
 from facerec.align import crop_box
 from facerec.detect import rescale_face
-from facerec.draw import draw_matches
+from facerec.draw import draw_labels
 from facerec.embed import calibrated_threshold
 from facerec.gallery import content_hash, validate_name, write_atomic
 from facerec.images import is_image_path, load_photo
 from facerec.tagcache import TagCache
 from facerec.tagging import csv_report, find_photos, identify_files, json_report
 from facerec.video import LiveProcessor, LiveSnapshot
+from facerec.types import Match
+from facerec.verdict import verdict
 
-MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+MAX_UPLOAD_MB = 20
+MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
+PHOTO_HELP = f"JPEG, PNG, WebP or BMP, at most {MAX_UPLOAD_MB} MB each."
 MAX_ZIP_UPLOAD_BYTES = 200 * 1024 * 1024  # an uploaded zip (.streamlit/config.toml: maxUploadSize)
 MAX_ZIP_BYTES = 1024 * 1024 * 1024  # uncompressed total of an uploaded zip
 MAX_ZIP_FILES = 5000
@@ -73,38 +87,58 @@ def recognizer(settings: Settings) -> FaceRecognizer:
 
 
 def read_upload(upload, limit: int = MAX_UPLOAD_BYTES) -> tuple[bytes, str]:
-    """Bytes and name of an uploaded file, refusing ones over ``limit`` bytes."""
+    """Bytes and name of an uploaded file, refusing ones over ``limit`` bytes; the size
+    Streamlit reports (``UploadedFile.size``) is checked before the bytes are read."""
+    size = getattr(upload, "size", None)
+    if size is not None and size > limit:
+        raise FaceRecError(f"{upload.name}: larger than {limit // 2**20} MB")
     data = upload.getvalue()
     if len(data) > limit:
         raise FaceRecError(f"{upload.name}: larger than {limit // 2**20} MB")
     return data, upload.name
 
 
-def thumbnail(path: Path, size: int = 96):
-    """A square RGB thumbnail of a photo, or ``None`` when it cannot be read."""
-    try:
-        image = load_photo(path, size).pixels  # a large JPEG is decoded reduced (DCT scaling)
-    except FaceRecError:
-        return None
-    h, w = image.shape[:2]
-    return crop_box(image, (0, 0, w, h), size, margin=0.0)
-
-
 def live_processor(rec: FaceRecognizer) -> LiveProcessor:
-    """This browser session's processor (tracks belong to one video stream), for the current recogniser."""
+    """This browser session's processor (tracks belong to one video stream), for the current recogniser.
+    It records who it names into the gallery's who-was-here history (from the video thread, through
+    the history module's non-blocking writer: no st.* there)."""
     proc = st.session_state.get("live_processor")
     if proc is None or proc.recognizer is not rec:
         if proc is not None:
             proc.close()
-        proc = LiveProcessor(rec)
+        proc = LiveProcessor(rec, recorder=history.writer(rec.settings.gallery).observe)
         st.session_state["live_processor"] = proc
     return proc
 
 
-def presence_text(snap: LiveSnapshot) -> str:
-    """The who-is-in-view list as plain text, one person a line."""
-    lines = [f"{p.name}  score {p.score:.2f}  since {datetime.fromtimestamp(p.since):%H:%M:%S}" for p in snap.present]
-    return "\n".join(lines) if lines else "nobody"
+def presence_text(snap: LiveSnapshot, now: float | None = None) -> str:
+    """The who-is-in-view list as plain text, one person a line: verdict and for how long."""
+    now = time.time() if now is None else now
+    lines = []
+    for p in snap.present:
+        if snap.threshold is None:
+            what = p.name
+        else:
+            v = verdict(Match(p.name, p.score), snap.threshold)
+            what = v.headline if v.known else "unknown"
+        lines.append(f"{what}  ·  for {history.format_duration(now - p.since)}")
+    if lines:
+        return "\n".join(lines)
+    return "nobody" if snap.looked else "looking..."
+
+
+@st.fragment(run_every=1.0)
+def live_panel(proc: LiveProcessor) -> None:
+    """Who is in view and the frame rate, redrawn every second while the camera runs (only this
+    part of the page reruns: no "Running..." for the whole page, no frozen list)."""
+    snap = proc.snapshot()
+    st.text(f"{snap.fps:.1f} fps · {snap.detections_per_s:.1f} detections/s")
+    st.text(presence_text(snap))
+    if snap.error:
+        st.warning(snap.error)
+    writer_error = history.writer(proc.recognizer.settings.gallery).error
+    if writer_error:
+        st.warning(writer_error)
 
 
 def page_live(rec: FaceRecognizer) -> None:
@@ -113,8 +147,8 @@ def page_live(rec: FaceRecognizer) -> None:
         st.warning(f"Live video is not available here ({WEBRTC_MISSING}); identifying single snapshots instead.")
         identify_picture(rec, st.camera_input("Camera snapshot", key="live_camera"))
         return
-    st.caption("Every face is boxed with its name and score (strangers: unknown); "
-               "a name appears once it has matched over a few frames.")
+    st.caption("Press START and allow the camera. Every face is boxed and named (strangers: unknown; "
+               "a name ending in ? is a possible match); who was here is kept on the Who was here page.")
     proc = live_processor(rec)
 
     def on_frame(frame):  # runs in the WebRTC thread: no st.* here
@@ -137,128 +171,315 @@ def page_live(rec: FaceRecognizer) -> None:
             return
     with side:
         st.subheader("In view")
-        fps_box, list_box, note_box = st.empty(), st.empty(), st.empty()
-    if ctx.state.playing:
-        with st.spinner("Loading face models..."):
-            _ = rec.detector, rec.embedder  # now, rather than in the worker on the first frames
-    while ctx.state.playing:
-        snap = proc.snapshot()
-        fps_box.text(f"{snap.fps:.1f} fps · {snap.detections_per_s:.1f} detections/s")
-        list_box.text(presence_text(snap))
-        if snap.error:
-            note_box.warning(snap.error)
+        if ctx.state.playing:
+            with st.spinner("Loading face models..."):
+                _ = rec.detector, rec.embedder  # now, rather than in the worker on the first frames
+            live_panel(proc)
         else:
-            note_box.empty()
-        time.sleep(0.5)
-    list_box.text("Press START to turn the camera on.")
+            st.text("Press START to turn the camera on.")
 
 
 def identify_picture(rec: FaceRecognizer, source) -> None:
-    """Box and name every face of one uploaded or camera picture."""
+    """Box and name every face of one uploaded or camera picture: a verdict per face
+    (match, possible match, unknown) drawn inside the photo, the similarity in small type."""
     if source is None:
         return
     data, name = read_upload(source)
     photo = rec.read(data, name)
     with st.spinner("Finding faces..."):
         results = rec.identify_photo(photo)
-    shown = [(rescale_face(f, 1.0 / photo.scale), m) for f, m in results]
-    st.image(draw_matches(photo.pixels, shown), caption=f"{len(results)} face(s)")
-    for face, match in results:
-        st.write(f"**{match.name}**, score {match.score:.2f}, box {list(face.int_box())}")
+    threshold = rec.threshold
+    verdicts = [verdict(m, threshold) for _, m in results]
+    items = [(rescale_face(f, 1.0 / photo.scale).box, f"{i}. {v.label}", True if v.sure else (None if v.known else False))
+             for i, ((f, _), v) in enumerate(zip(results, verdicts), start=1)]
+    st.image(draw_labels(photo.pixels, items), caption=f"{len(results)} face(s)")
+    for i, v in enumerate(verdicts, start=1):
+        st.markdown(f"**{i}. {v.headline}**")
+        st.caption(v.detail)
     if not results:
         st.info("No face found in this photo.")
 
 
 def page_identify(rec: FaceRecognizer) -> None:
     st.header("Identify")
-    st.caption("Take a snapshot or upload a photo; every face is boxed with its name and score.")
-    shot = st.camera_input("Camera snapshot")
-    upload = st.file_uploader("...or upload a photo", type=IMAGE_TYPES, key="identify_upload")
-    identify_picture(rec, shot or upload)
+    st.caption("Upload a photo or take a snapshot: every face is boxed and named, with how sure the match is.")
+    source = st.radio("Photo from", ["an uploaded photo", "the camera"], horizontal=True, key="identify_source")
+    if source == "the camera":
+        picture = st.camera_input("Camera snapshot", key="identify_camera")
+    else:
+        picture = st.file_uploader("Photo", type=IMAGE_TYPES, key="identify_upload",
+                                   max_upload_size=MAX_UPLOAD_MB, help=PHOTO_HELP)
+    identify_picture(rec, picture)
+
+
+def enrol_faces(rec: FaceRecognizer, data: bytes, sha: str, fname: str):
+    """Every face of an uploaded photo, aligned and embedded, kept in the session by content hash
+    so that a rerun (typing a name, ticking a box) does not detect again."""
+    cache = st.session_state.setdefault("enrol_faces", {})
+    key = (sha, rec.embedder.key, rec.settings.detector)
+    if key not in cache:
+        if len(cache) > 64:
+            cache.clear()
+        cache[key] = rec.embed(rec.find_faces(rec.read(data, fname)))
+    return cache[key]
+
+
+def gallery_matcher(rec: FaceRecognizer):
+    """The fitted matcher over everyone enrolled, or ``None`` with nobody (or not ready yet)."""
+    try:
+        return rec.refresh(wait=False)
+    except (EmptyGalleryError, GalleryBusyError):
+        return None
 
 
 def page_enroll(rec: FaceRecognizer) -> None:
     st.header("Enrol")
-    name = st.text_input("Name", placeholder="e.g. Zoë Martin")
+    gen = st.session_state.get("enrol_gen", 0)  # new widgets (an empty uploader) after each save
+    for kind, text in st.session_state.pop("enrol_done", []):
+        getattr(st, kind)(text)
+    people = {p.name: p.photos for p in rec.gallery.people()}
+    name = st.text_input("Name", placeholder="e.g. Zoë Martin", key=f"enrol_name_{gen}")
     valid = False
     if name:
         try:
             name, valid = validate_name(name), True
         except FaceRecError as exc:
-            st.error(f"This name cannot be used: {exc}")
-    uploads = st.file_uploader("Photos of this person", type=IMAGE_TYPES,
-                               accept_multiple_files=True, key="enroll_upload")
-    shot = st.camera_input("...or take a photo", key="enroll_camera")
+            st.error(f"This name cannot be used: {exc}".replace("\\", "\\\\"))  # markdown would eat a backslash
+    if valid:
+        similar = similar_names(name, people)
+        if similar:
+            other = similar[0]
+            choice = st.radio(f"{other} is already enrolled ({people[other]} photo(s)). Is this the same person?",
+                              [f"Yes, add these photos to {other}", f"No, {name} is someone else"],
+                              key=f"enrol_similar_{gen}")
+            if choice.startswith("Yes"):
+                name = other
+        if name in people:
+            st.caption(f"Adding photos to {name}, who has {people[name]} photo(s).")
+    uploads = st.file_uploader("Photos of this person", type=IMAGE_TYPES, accept_multiple_files=True,
+                               key=f"enroll_upload_{gen}", max_upload_size=MAX_UPLOAD_MB, help=PHOTO_HELP)
+    shot = None
+    if st.toggle("Take a photo with the camera", key=f"enrol_camera_on_{gen}"):
+        shot = st.camera_input("Camera", key=f"enroll_camera_{gen}")
     files = list(uploads or []) + ([shot] if shot else [])
     if not files:
         return
-    plans = []
-    for i, f in enumerate(files):
+    matcher = gallery_matcher(rec) if people else None
+    if people and matcher is None:
+        st.caption("The enrolled people cannot be compared with these photos right now (the gallery is being "
+                   "prepared); check the names with care.")
+    threshold = rec.threshold
+    records = rec.gallery.photos()
+    seen: dict[str, str] = {}
+    plans, waiting = [], 0
+    for f in files:
         cols = st.columns([1, 3])
         try:
             data, fname = read_upload(f)
-            faces = rec.find_faces(rec.read(data, fname))  # aligned crops: saving will not decode again
+        except FaceRecError as exc:
+            cols[1].error(f"{exc}; it will not be saved.")
+            continue
+        sha = content_hash(data)
+        if sha in seen:
+            cols[1].warning(f"{fname}: the same photo as {seen[sha]} in this batch; it is saved once.")
+            continue
+        seen[sha] = fname
+        owned = owners(records, sha)
+        if valid and name in owned:
+            cols[1].info(f"{fname}: already enrolled for {name}.")
+            continue
+        try:
+            faces = enrol_faces(rec, data, sha, fname)  # aligned and embedded: saving will not decode again
         except FaceRecError as exc:
             cols[1].error(f"{exc}; it will not be saved.")
             continue
         if not faces:
             cols[1].warning(f"{fname}: no face found; it will not be saved.")
             continue
-        if valid and name in rec.gallery and rec.gallery.has_photo(name, content_hash(data)):
-            cols[1].info(f"{fname}: already enrolled for {name}.")
-            continue
         choice = 0
         if len(faces) > 1:
             labels = [f"face {j + 1}" for j in range(len(faces))]
             picked = cols[1].radio(f"{fname}: {len(faces)} faces; which one is {name or 'this person'}?",
-                                   ["none"] + labels, key=f"pick_{i}_{fname}", horizontal=True)
+                                   ["none"] + labels, key=f"pick_{gen}_{sha[:16]}", horizontal=True)
             if picked == "none":
                 cols[1].warning(f"{fname}: several faces; pick one or it will not be saved.")
-                st.image([fc.crop for fc in faces], caption=labels, width=96)
+                cols[0].image([fc.crop for fc in faces], caption=labels, width=72)
                 continue
             choice = labels.index(picked)
         face = faces[choice]
         cols[0].image(face.crop, caption=fname, width=128)
-        plans.append((data, fname, face))
-    if st.button(f"Save {len(plans)} photo(s)", disabled=not (plans and valid)):
-        saved = 0
-        for data, fname, face in plans:
+        worries = [f"This photo is already enrolled for {', '.join(o for o in owned if o != name)}."] if owned else []
+        if valid:
+            worries += concerns(resemblance(matcher, face.vector, name), name, threshold)
+        if worries:
+            cols[1].warning(f"{fname}: " + " ".join(worries))
+            if not cols[1].checkbox(f"Yes, this is {name or 'this person'}: save it anyway",
+                                    key=f"confirm_{gen}_{sha[:16]}_{choice}"):
+                waiting += 1
+                continue
+        else:
+            cols[1].caption(f"{fname}: ready.")
+        plans.append((data, fname, sha, face))
+    if waiting:
+        st.info(f"{waiting} photo(s) wait for your confirmation above; unconfirmed photos are not saved.")
+    if st.button(f"Save {len(plans)} photo(s)", disabled=not (plans and valid), type="primary"):
+        saved, done = 0, []
+        for data, fname, sha, face in plans:
             try:
                 rec.enroll(name, data, source=fname, face=face)
                 saved += 1
             except FaceRecError as exc:
-                st.error(f"{fname}: {exc}")
+                done.append(("error", f"{fname}: {exc}"))
         if saved:
-            st.success(f"Saved {saved} photo(s) of {name}.")
+            done.insert(0, ("success", f"Saved {saved} photo(s) of {name}."))
+            st.session_state["enrol_done"] = done
+            st.session_state["enrol_gen"] = gen + 1
+            st.rerun()
+        for kind, text in done:
+            getattr(st, kind)(text)
+
+
+PEOPLE_PER_ROW = 6
+PEOPLE_SHOWN = 120  # a search finds the others
+
+
+def people_flash(kind: str, text: str) -> None:
+    """A message shown once, after the rerun that follows a change."""
+    st.session_state["people_flash"] = (kind, text)
+
+
+def person_label(record, names: Mapping[str, str]) -> str:
+    """A photo as the user knows it: the name it was uploaded under, else its file name."""
+    return names.get(record.sha, record.path.name)
 
 
 def page_people(rec: FaceRecognizer) -> None:
     st.header("People")
+    flash = st.session_state.pop("people_flash", None)
+    if flash:
+        getattr(st, flash[0])(flash[1])
     people = rec.gallery.people()
     if not people:
         st.info("Nobody is enrolled yet: use the Enrol page.")
+        if "enrol" in PAGE_OBJECTS:
+            st.page_link(PAGE_OBJECTS["enrol"], label="Enrol someone", icon=":material/person_add:")
         return
-    for person in people:
-        photos = rec.gallery.photos(person.name)
-        with st.expander(f"{person.name} ({person.photos} photo(s))"):
-            thumbs = [(thumbnail(p.path), p.path.name) for p in photos]
-            readable = [(t, n) for t, n in thumbs if t is not None]
-            if readable:
-                st.image([t for t, _ in readable], caption=[n for _, n in readable])
-            for _, n in (x for x in thumbs if x[0] is None):
-                st.warning(f"{n}: unreadable photo")
-            to_remove = st.selectbox("Remove a photo", ["-"] + [p.path.name for p in photos], key=f"rm_{person.name}")
-            if to_remove != "-" and st.button("Remove this photo", key=f"rmb_{person.name}"):
-                rec.gallery.remove_photo(person.name, to_remove)
-                st.rerun()
-            new = st.text_input("Rename to", key=f"rn_{person.name}")
-            if new and st.button("Rename", key=f"rnb_{person.name}"):
-                rec.gallery.rename_person(person.name, new)
-                st.rerun()
-            sure = st.checkbox(f"Yes, forget {person.name} (photos and vectors)", key=f"fg_{person.name}")
-            if st.button("Forget this person", key=f"fgb_{person.name}", disabled=not sure):
-                rec.gallery.remove_person(person.name)
-                st.rerun()
+    opened = st.session_state.get("people_open")
+    if opened in {p.name for p in people}:
+        person_detail(rec, opened)
+        return
+    query = st.text_input("Search by name", key="people_search", placeholder="Type part of a name")
+    shown = [p for p in people if name_key(query) in name_key(p.name)] if query else people
+    st.caption(f"{len(people)} {'person' if len(people) == 1 else 'people'} enrolled" + (f", {len(shown)} match “{query}”" if query else "")
+               + (f"; the first {PEOPLE_SHOWN} are shown, search to find the others" if len(shown) > PEOPLE_SHOWN else ""))
+    first: dict[str, object] = {}
+    for r in rec.gallery.photos():  # one query; each person's first photo with a known face
+        if r.person not in first or (first[r.person].box is None and r.box is not None):
+            first[r.person] = r
+    cache = rec.settings.cache_dir
+    shown = shown[:PEOPLE_SHOWN]
+    for start in range(0, len(shown), PEOPLE_PER_ROW):
+        cols = st.columns(PEOPLE_PER_ROW)
+        for col, person in zip(cols, shown[start:start + PEOPLE_PER_ROW]):
+            with col:
+                r = first.get(person.name)
+                picture = thumbs.face_thumb(r.path, r.sha, r.box, cache) if r is not None else None
+                if picture is not None:
+                    st.image(str(picture), width=112)
+                else:
+                    st.markdown(":material/account_circle:")
+                if st.button(person.name, key=f"open_{person.name}", help="Open: photos, rename, forget",
+                             type="tertiary"):
+                    st.session_state["people_open"] = person.name
+                    st.rerun()
+                st.caption(f"{person.photos} photo(s)")
+
+
+def person_detail(rec: FaceRecognizer, name: str) -> None:
+    """One person: every photo with the enrolled face boxed, remove (confirmed), rename, forget (confirmed)."""
+    gallery, cache = rec.gallery, rec.settings.cache_dir
+    if st.button("← Everyone", key="people_back"):
+        st.session_state.pop("people_open", None)
+        st.rerun()
+    photos = gallery.photos(name)
+    names = photonames.names(gallery.root)
+    st.subheader(f"{name} ({len(photos)} photo(s))")
+    pending = st.session_state.get("people_remove")
+    for start in range(0, len(photos), 4):
+        cols = st.columns(4)
+        for col, r in zip(cols, photos[start:start + 4]):
+            label = person_label(r, names)
+            with col:
+                picture = thumbs.photo_thumb(r.path, r.sha, r.box, cache)
+                if picture is None:
+                    st.warning(f"{label}: unreadable photo")
+                else:
+                    st.image(str(picture), caption=label)
+                if st.button("Remove…", key=f"rm_{r.path.name}", disabled=pending == r.path.name):
+                    st.session_state["people_remove"] = r.path.name
+                    st.rerun()
+    target = next((r for r in photos if r.path.name == pending), None)
+    if target is not None:
+        label = person_label(target, names)
+        st.warning(f"Remove {label} from {name}? The photo and its face vectors are deleted.")
+        yes, no = st.columns(2)
+        if yes.button("Yes, remove it", key="rm_yes", type="primary"):
+            st.session_state.pop("people_remove", None)
+            rec.remove_photo(name, target.path.name)
+            people_flash("success", f"Removed {label} from {name}.")
+            st.rerun()
+        if no.button("Cancel", key="rm_no"):
+            st.session_state.pop("people_remove", None)
+            st.rerun()
+    st.divider()
+    new = st.text_input("Rename to", key=f"rn_{name}")
+    if st.button("Rename", key=f"rnb_{name}", disabled=not new):
+        try:
+            new = rec.rename(name, new)
+        except FaceRecError as exc:
+            st.error(f"Not renamed: {exc}")
+        else:
+            st.session_state["people_open"] = new
+            people_flash("success", f"Renamed {name} to {new}.")
+            st.rerun()
+    sure = st.checkbox(f"Yes, forget {name} (photos, vectors and who-was-here history)", key=f"fg_{name}")
+    if st.button("Forget this person", key=f"fgb_{name}", disabled=not sure):
+        n = rec.forget(name)
+        st.session_state.pop("people_open", None)
+        people_flash("success", f"Forgot {name}: {n} photo(s) and everything learnt from them removed.")
+        st.rerun()
+
+
+def page_history(rec: FaceRecognizer) -> None:
+    st.header("Who was here")
+    st.caption("Everyone the Live page named: when they came, when they were last seen and for how long. "
+               "Kept in the gallery's folder; forgetting a person removes theirs too.")
+    log = history.History(rec.settings.gallery)
+    everyone = log.people()
+    if not everyone:
+        st.info("Nobody has been seen yet: people named on the Live page appear here.")
+        return
+    left, right = st.columns(2)
+    day = left.date_input("Day", value=None, format="YYYY-MM-DD", key="history_day",
+                          help="Leave empty for every day.")
+    chosen = right.multiselect("People", everyone, key="history_people", placeholder="Everyone")
+    rows = log.appearances(day, chosen or None)
+    if not rows:
+        st.info("Nobody was seen then.")
+        return
+
+    def face_url(jpeg: bytes | None) -> str | None:
+        return None if jpeg is None else "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
+
+    table = [{"face": face_url(a.snapshot), "name": a.name,
+              "first seen": datetime.fromtimestamp(a.first_seen).strftime("%Y-%m-%d %H:%M:%S"),
+              "last seen": datetime.fromtimestamp(a.last_seen).strftime("%H:%M:%S"),
+              "for": history.format_duration(a.duration)} for a in rows]
+    st.write(f"{len(rows)} appearance(s).")
+    st.dataframe(table, width="stretch", hide_index=True,
+                 column_config={"face": st.column_config.ImageColumn("face")})
+    st.download_button("Download CSV", history.to_csv(rows), file_name="facerec_who_was_here.csv",
+                       mime="text/csv", on_click="ignore")
 
 
 def extract_zip(data: bytes, dest: Path) -> list[Path]:
@@ -335,19 +556,22 @@ def run_tagger(rec: FaceRecognizer, paths: list[Path], shown_root: Path) -> None
         return str(path.relative_to(shown_root)) if shown_root in path.parents else str(path)
 
     bar = st.progress(0.0, text=f"0 / {len(paths)} photos")
-    results, rows = [], []
+    results, rows, notes = [], [], []
     cache = tag_cache(rec.settings.cache_dir / "tags.sqlite")
+    threshold = None
     for i, res in enumerate(identify_files(rec, paths, cache=cache), start=1):
         results.append(res)
-        if res.error or not res.faces:
-            rows.append({"face": None, "photo": shown(res.path), "name": "", "score": None, "box": "",
-                         "note": res.error or "no face"})
+        if res.error or not res.faces:  # listed under the table, with the reason
+            notes.append(f"{shown(res.path)}: {res.error or 'no face found'}")
+        if res.faces and threshold is None:
+            threshold = rec.threshold
         for (face, match), thumb in zip(res.faces, face_thumbnails(res)):
-            rows.append({"face": thumb, "photo": shown(res.path), "name": match.name, "score": round(match.score, 3),
-                         "box": " ".join(map(str, face.int_box())), "note": ""})
+            v = verdict(match, threshold)
+            rows.append({"face": thumb, "photo": shown(res.path), "name": match.name, "verdict": v.kind,
+                         "score": round(match.score, 3), "box": " ".join(map(str, face.int_box()))})
         bar.progress(i / len(paths), text=f"{i} / {len(paths)} photos")
     results = [dataclasses.replace(r, path=Path(shown(r.path))) for r in results]  # report paths as shown
-    st.session_state["tag_results"] = (rows, csv_report(results), json_report(results))
+    st.session_state["tag_results"] = (rows, csv_report(results), json_report(results), notes)
 
 
 def page_tag(rec: FaceRecognizer) -> None:
@@ -355,14 +579,20 @@ def page_tag(rec: FaceRecognizer) -> None:
     st.caption("Name every face in many photos at once; download the results as CSV or JSON.")
     source = st.radio("Photos from", ["a folder on this computer", "an uploaded zip"], horizontal=True)
     if source == "a folder on this computer":
-        folder = st.text_input("Folder path", placeholder="/home/me/Pictures/party")
-        if st.button("Tag photos", disabled=not folder):
-            path = Path(folder).expanduser()
-            if not path.is_dir():
-                raise FaceRecError(f"{folder}: no such folder")
-            run_tagger(rec, list(find_photos([path])), path)
+        roots = auth.photo_roots(rec.settings.photo_roots, remote=is_served_remotely())
+        if not roots:
+            st.info("Reading folders on the server is off while the app is served to other machines; "
+                    "upload a zip instead (the admin can allow folders with FACEREC_PHOTO_ROOTS).")
+        else:
+            st.caption("Folders under: " + ", ".join(map(str, roots)))
+            folder = st.text_input("Folder path", placeholder=str(roots[0] / "Pictures" / "party"))
+            if st.button("Tag photos", disabled=not folder):
+                path = auth.allowed_folder(folder, roots)  # real path; refused outside the roots
+                photos = [p for p in find_photos([path]) if auth.within_roots(p, roots)]  # no symlinks out
+                run_tagger(rec, photos, path)
     else:
-        upload = st.file_uploader("Zip of photos", type=["zip"], key="tag_zip")
+        upload = st.file_uploader("Zip of photos", type=["zip"], key="tag_zip",
+                                  help=f"At most {MAX_ZIP_UPLOAD_BYTES // 2**20} MB; only its photos are unpacked.")
         if upload is not None and st.button("Tag photos"):
             data, _ = read_upload(upload, MAX_ZIP_UPLOAD_BYTES)
             with tempfile.TemporaryDirectory(prefix="facerec-tag-") as tmp:
@@ -370,11 +600,17 @@ def page_tag(rec: FaceRecognizer) -> None:
                 run_tagger(rec, paths, Path(tmp).resolve())
     if "tag_results" not in st.session_state:
         return
-    rows, csv_text, json_text = st.session_state["tag_results"]
-    named = sum(1 for r in rows if r["name"] and r["name"] != "unknown")
-    st.write(f"{sum(1 for r in rows if r['name'])} face(s), {named} named.")
-    st.dataframe(rows, use_container_width=True, column_config={
-        "face": st.column_config.ImageColumn("face"), "score": st.column_config.NumberColumn(format="%.3f")})
+    rows, csv_text, json_text, notes = st.session_state["tag_results"]
+    named = sum(1 for r in rows if r["verdict"] != "unknown")
+    st.write(f"{len(rows)} face(s), {named} named.")
+    if rows:
+        st.dataframe(rows, width="stretch", hide_index=True, column_config={
+            "face": st.column_config.ImageColumn("face"),
+            "score": st.column_config.NumberColumn("similarity", format="%.3f"),
+            "box": st.column_config.TextColumn("box (x y w h)")})
+    if notes:
+        with st.expander(f"{len(notes)} photo(s) without a named face or not read", expanded=True):
+            st.text("\n".join(notes))
     left, right = st.columns(2)
     left.download_button("Download CSV", csv_text, file_name="facerec_tags.csv", mime="text/csv", on_click="ignore")
     right.download_button("Download JSON", json_text, file_name="facerec_tags.json", mime="application/json",
@@ -382,42 +618,203 @@ def page_tag(rec: FaceRecognizer) -> None:
 
 
 def page_settings(settings: Settings) -> None:
+    """Base network, detector and unknown threshold, saved next to the gallery.
+
+    The threshold is saved per base (and head): switching base shows that base's own
+    threshold (its calibrated one unless one was saved for it), on a slider spanning the
+    base's useful range, and "Use the calibrated threshold" restores the calibrated one.
+    A base whose weights cannot be loaded here is not saved; the page says what to do.
+    """
+    from facerec import weights
+    from facerec.classify import threshold_range
+    from facerec.embed import build_architecture, get_backbone
+    from facerec.settings import saved_thresholds, threshold_key, with_threshold
+
     st.header("Settings")
     names = list(BACKBONES)
-    st.caption(f"Saved next to the gallery ({settings.gallery / SETTINGS_FILE}); they apply to every page and session.")
+    path = settings.gallery / SETTINGS_FILE
+    st.caption(f"Saved next to the gallery ({path}); they apply to every page and session.")
+    try:
+        choices = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        choices = {}
+    choices = choices if isinstance(choices, dict) else {}
     backbone = st.selectbox("Base network", names, index=names.index(settings.backbone))
     st.caption("Which frozen network turns faces into identity vectors; switching re-embeds the enrolled photos "
                f"once. {BACKBONES[backbone].description}")
     detector = st.selectbox("Detector", ["mtcnn", "opencv"], index=["mtcnn", "opencv"].index(settings.detector))
     st.caption("What finds the faces: MTCNN also finds eyes, nose and mouth for alignment (more accurate); "
                "OpenCV's Haar cascade is faster but misses more faces and does not align them.")
+
+    key = threshold_key(backbone, settings.head)
     default = calibrated_threshold(settings.replace(backbone=backbone))
-    current = default if settings.threshold is None else settings.threshold
-    threshold = st.slider("Unknown threshold", 0.0, 1.0, float(current), 0.01)
+    saved = saved_thresholds(choices)
+    mine = saved[key] if key in saved else settings.threshold if backbone == settings.backbone else None
+    current = default if mine is None else mine
+    lo, hi = threshold_range(default)
+    step = 0.005 if hi - lo <= 0.3 else 0.01
+    lo = round(max(0.0, math.floor(min(lo, current) / step) * step), 3)
+    hi = round(min(1.0, math.ceil(max(hi, current) / step) * step), 3)
+    generation = st.session_state.get("threshold_generation", 0)  # a new slider after "use the calibrated"
+    threshold = st.slider("Unknown threshold", lo, hi, float(current), step, format="%.3f",
+                          key=f"threshold_{key}_{generation}")
+    state = f"calibrated value for this base: {default:.3f}, " + (
+        "in use" if mine is None else f"in use: {mine:.3f}, saved for {backbone}")
     st.caption(f"Faces whose best match scores below this are called unknown: higher means fewer wrong names but "
-               f"more unknowns (calibrated value for this base: {default:.2f}).")
-    if st.button("Save settings"):
-        save_choices(settings, backbone=backbone, detector=detector, threshold=threshold)
+               f"more unknowns ({state}). Each base keeps its own threshold.")
+
+    def save(value: float | None) -> None:
+        base = get_backbone(backbone)
+        try:  # a base that cannot load its weights would break every page
+            weights.load_weights(backbone, build_architecture(base, base.input_size), settings)
+        except FaceRecError as exc:
+            how = getattr(weights, "how_to_get_weights", None)
+            what = how(backbone) if how else f"run `facerec fetch-weights {backbone}` on the server"
+            st.error(f"Not saved: the weights of {backbone} cannot be loaded here; to use it, {what}.")
+            with st.expander("What was tried"):
+                st.text(str(exc))
+            return
+        save_choices(settings, **with_threshold(choices, key, value, backbone=backbone, detector=detector))
         st.session_state["settings_saved"] = True
+        st.session_state["threshold_generation"] = generation + 1
         st.rerun()
+
+    at_calibrated = mine is None and threshold == float(current)  # an untouched slider keeps "calibrated"
+    left, right = st.columns(2)
+    if left.button("Save settings"):
+        with st.spinner(f"Checking that {backbone} can load its weights..."):
+            save(None if at_calibrated else threshold)
+    if right.button(f"Use the calibrated threshold ({default:.3f})", disabled=at_calibrated):
+        with st.spinner(f"Checking that {backbone} can load its weights..."):
+            save(None)
     if st.session_state.pop("settings_saved", False):
         st.success("Saved; they apply to every page now.")
 
 
-PAGES = {"Live": page_live, "Identify": page_identify, "Enrol": page_enroll, "People": page_people,
-         "Tag photos": page_tag, "Settings": None}
+SIGNED_IN_KEY = "facerec_signed_in"  # the password hash this session signed in with
+CONFIGURE_HELP = """This app holds people's faces. It is served to other machines, so it needs a sign-in first;
+until one is set up it shows nothing else. Choose one (README, "Sign-in"), then reload this page:
+
+- **An admin password**: on the server, `facerec admin set-password` (with the same `--gallery` or
+  `FACEREC_GALLERY` as the app).
+- **OpenID Connect** (Google, Microsoft, Okta, Keycloak...): an `[auth]` section in `.streamlit/secrets.toml`
+  and the emails allowed in, `[facerec] allowed_emails = ["ann@example.org", "*@example.org"]`;
+  needs `pip install Authlib`.
+- **This machine only**: start it with `--server.address localhost` (the default in `.streamlit/config.toml`).
+"""
+
+
+def is_served_remotely() -> bool:
+    """Whether other machines may reach this app: it listens beyond loopback
+    (``server.address``), or the request came through a reverse proxy."""
+    try:
+        headers = dict(st.context.headers)
+    except Exception:  # no request context (a test harness)
+        headers = {}
+    return auth.served_remotely(st.get_option("server.address"), headers)
+
+
+def oidc_settings() -> tuple[list[str | None], list[str]] | None:
+    """The OpenID Connect providers of secrets.toml's ``[auth]`` (``None`` is its default
+    provider) and ``[facerec] allowed_emails``; ``None`` when ``[auth]`` is not configured."""
+    try:
+        section = st.secrets.get("auth")
+        allowed = (st.secrets.get("facerec") or {}).get("allowed_emails", [])
+    except Exception:  # no secrets.toml, or one that cannot be read
+        return None
+    if not section:
+        return None
+    named = [k for k, v in section.items() if isinstance(v, Mapping)]
+    providers = ([None] if "client_id" in section or not named else []) + named
+    return providers, [allowed] if isinstance(allowed, str) else [str(a) for a in allowed]
+
+
+def sign_in_gate(settings: Settings) -> bool:
+    """True when this session may see the app; otherwise draw the sign-in (or how to set one up).
+
+    Any configured sign-in (admin password, OpenID Connect) is required wherever the app
+    listens; with none, a local app is open and a remotely served one shows only how to
+    configure sign-in (facerec.auth.gate).
+    """
+    encoded = auth.stored_hash(settings.gallery)
+    oidc = oidc_settings()
+    oidc_user = oidc is not None and bool(getattr(st.user, "is_logged_in", False))
+    oidc_ok = oidc_user and auth.email_allowed(st.user.get("email"), oidc[1], st.user.get("email_verified"))
+    password_ok = encoded is not None and st.session_state.get(SIGNED_IN_KEY) == encoded
+    state = auth.gate(remote=is_served_remotely(), password_set=encoded is not None,
+                      oidc_configured=oidc is not None, signed_in=password_ok or oidc_ok)
+    if state == "open":
+        if (password_ok or oidc_ok) and st.sidebar.button("Sign out"):
+            st.session_state.pop(SIGNED_IN_KEY, None)
+            if oidc_user:
+                st.logout()
+            st.rerun()
+        return True
+    st.title("facerec")
+    if state == "configure":
+        st.warning("Sign-in is not set up.")
+        st.markdown(CONFIGURE_HELP)
+        return False
+    if oidc_user and not oidc_ok:
+        st.error(f"{st.user.get('email') or 'This account'} may not use this app; ask its admin.")
+        if st.button("Sign out"):
+            st.logout()
+    if encoded is not None:
+        with st.form("sign_in"):
+            password = st.text_input("Admin password", type="password")
+            submitted = st.form_submit_button("Sign in")
+        if submitted:
+            result = auth.attempt_sign_in(settings.gallery, password)
+            if result.ok:
+                st.session_state[SIGNED_IN_KEY] = encoded
+                st.rerun()
+            wait = math.ceil(result.wait_s)
+            if not result.checked:
+                st.error(f"Too many wrong passwords: try again in {wait} s.")
+            else:
+                st.error("Wrong password." + (f" Wait {wait} s before the next try." if wait else ""))
+    if oidc is not None:
+        for provider in oidc[0]:
+            if st.button(f"Sign in with {provider or 'your identity provider'}", key=f"login_{provider}"):
+                st.login(provider)
+    return False
+
+
+PAGES = [  # (title, url path, icon, page function); People is the home page
+    ("People", "people", ":material/groups:", page_people),
+    ("Live", "live", ":material/videocam:", page_live),
+    ("Identify", "identify", ":material/image_search:", page_identify),
+    ("Enrol", "enrol", ":material/person_add:", page_enroll),
+    ("Who was here", "history", ":material/history:", page_history),
+    ("Tag photos", "tag", ":material/photo_library:", page_tag),
+    ("Settings", "settings", ":material/settings:", None),
+]
+PAGE_OBJECTS: dict = {}  # url path -> st.Page of this run (for st.page_link)
+
+
+def make_page(settings: Settings, title: str, url: str, icon: str, draw):
+    """One st.Page with its own URL (``/live``...; the home page is ``/``)."""
+    def run() -> None:
+        if draw is None:
+            page_settings(settings)
+        else:
+            draw(recognizer(settings))
+
+    run.__name__ = f"page_{url}"
+    return st.Page(run, title=title, url_path=url, icon=icon, default=url == "people")
 
 
 def main() -> None:
-    st.set_page_config(page_title="facerec", layout="wide")
+    st.set_page_config(page_title="facerec", page_icon=":material/face:", layout="wide")
     try:
         settings = base_settings()
-        page = st.sidebar.radio("Page", list(PAGES))
+        if not sign_in_gate(settings):  # first: nothing else is drawn before sign-in
+            return
+        PAGE_OBJECTS.clear()
+        PAGE_OBJECTS.update({url: make_page(settings, *spec) for spec in PAGES for url in [spec[1]]})
+        page = st.navigation(list(PAGE_OBJECTS.values()))
         st.sidebar.caption(f"Gallery: {settings.gallery} · base: {settings.backbone}")
-        if page == "Settings":
-            page_settings(settings)
-        else:
-            PAGES[page](recognizer(settings))
+        page.run()
     except FaceRecError as exc:
         st.error(str(exc))
     except Exception as exc:  # never a traceback in the browser (Streamlit's own rerun/stop are BaseException)

@@ -9,13 +9,19 @@ enrolled people of a gallery folder, saying ``unknown`` for strangers::
     for face, match in rec.identify(facerec.load_image("photo.jpg")):
         print(face.box, match.name, match.score)
 
-Importing this package loads no model; models load on first use.
+Importing this package loads no model; models load on first use. It does hook the
+first import of TensorFlow so that its C++ start-up logs stay off stderr
+(:mod:`facerec.tflogs`).
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING
+
+from facerec import tflogs as _tflogs
+
+_tflogs.install()
 
 __version__ = "0.4.0"
 
@@ -31,7 +37,7 @@ _MODULES = {
                        "ManyFacesError MetadataError ModelUnavailableError NoFaceError PersonExistsError "
                        "PersonNotFoundError"),
     "facerec.gallery": "Gallery Person PhotoRecord validate_name",
-    "facerec.images": "Photo decode_image decode_photo load_image load_photo",
+    "facerec.images": "Photo PixelBudget decode_image decode_photo load_image load_photo pixel_budget",
     "facerec.pipeline": "FaceRecognizer pick_face",
     "facerec.settings": "Settings",
     "facerec.tagcache": "TagCache",
@@ -79,7 +85,7 @@ if TYPE_CHECKING:
         PersonNotFoundError,
     )
     from facerec.gallery import Gallery, Person, PhotoRecord, validate_name
-    from facerec.images import Photo, decode_image, decode_photo, load_image, load_photo
+    from facerec.images import Photo, PixelBudget, decode_image, decode_photo, load_image, load_photo, pixel_budget
     from facerec.pipeline import FaceRecognizer, pick_face
     from facerec.settings import Settings
     from facerec.tagcache import TagCache

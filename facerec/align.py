@@ -15,6 +15,47 @@ _TEMPLATE = np.array(
     dtype=np.float32,
 )
 
+# The standard 112x112 ArcFace / InsightFace template (same point order), as fractions of
+# the side: the framing that margin-loss face networks (MobileFaceNet, ArcFace) were
+# trained on; they collapse on any other framing.
+_ARCFACE_TEMPLATE = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
+    dtype=np.float32,
+) / 112.0
+
+TEMPLATES: dict[str, np.ndarray] = {"facerec": _TEMPLATE, "arcface": _ARCFACE_TEMPLATE}
+"""Canonical 5-point templates by name (fractions of the crop side)."""
+
+
+class Framing(float):
+    """An alignment zoom that also names its landmark template.
+
+    It is a ``float`` (the zoom), so every caller that passes a backbone's ``zoom``
+    to :func:`template`, :func:`align_face` or :func:`face_crop` gets the backbone's
+    template too, without a new argument: ``Framing(1.0, "arcface")``. A plain float
+    means the ``"facerec"`` template.
+    """
+
+    template_name: str
+
+    def __new__(cls, zoom: float = 1.0, template_name: str = "facerec") -> "Framing":
+        if template_name not in TEMPLATES:
+            raise ValueError(f"unknown face template {template_name!r}; choose one of {', '.join(TEMPLATES)}")
+        obj = super().__new__(cls, zoom)
+        obj.template_name = template_name
+        return obj
+
+    def __getnewargs__(self):  # pickling (worker processes, Ray actors)
+        return float(self), self.template_name
+
+    def __repr__(self) -> str:
+        return f"Framing({float(self)!r}, {self.template_name!r})"
+
+
+def template_name_of(zoom: float) -> str:
+    """The template a zoom value names: a :class:`Framing`'s, else ``"facerec"``."""
+    return getattr(zoom, "template_name", "facerec")
+
 
 def template(size: int, zoom: float = 1.0) -> np.ndarray:
     """The canonical landmarks for a ``size`` x ``size`` crop.
@@ -22,12 +63,13 @@ def template(size: int, zoom: float = 1.0) -> np.ndarray:
     Args:
         size: crop side in pixels.
         zoom: < 1 shows more context around the face (the face gets smaller),
-            scaling about the crop's centre.
+            scaling about the crop's centre. A :class:`Framing` also picks the
+            template (default: facerec's own).
 
     Returns:
         ``(5, 2)`` float32 ``(x, y)`` points.
     """
-    pts = (_TEMPLATE - 0.5) * zoom + 0.5
+    pts = (TEMPLATES[template_name_of(zoom)] - 0.5) * float(zoom) + 0.5
     return (pts * size).astype(np.float32)
 
 

@@ -300,17 +300,50 @@ def cmd_enroll_cluster(args: argparse.Namespace) -> int:
 
 def cmd_people(args: argparse.Namespace) -> int:
     from facerec.gallery import Gallery
+    from facerec.pipeline import FaceRecognizer
 
-    gallery = Gallery(_settings(args).gallery)
+    settings = _settings(args)
+    gallery = Gallery(settings.gallery)
     if args.action == "list":
         for p in gallery.people():
             print(f"{p.name},{p.photos}")
+        for problem in gallery.problems():  # odd folders are skipped, not fatal
+            _warn(f"ignored {problem.path}: {problem.reason}")
     elif args.action == "remove":
-        n = gallery.remove_person(args.names[0])
-        _warn(f"removed {args.names[0]} ({n} photo(s) and their vectors)")
+        n = FaceRecognizer(settings).forget(args.names[0])  # loads no model
+        _warn(f"removed {args.names[0]} ({n} photo(s), their vectors, tag cache entries, cluster groups "
+              "and who-was-here history)")
     elif args.action == "rename":
-        gallery.rename_person(args.names[0], args.names[1])
-        _warn(f"renamed {args.names[0]} to {args.names[1]}")
+        new = FaceRecognizer(settings).rename(args.names[0], args.names[1])
+        _warn(f"renamed {args.names[0]} to {new}")
+    return 0
+
+
+def _read_new_password(from_stdin: bool) -> str:
+    """The new admin password: one line of stdin, or typed twice at a terminal (not echoed)."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise FaceRecError("no terminal to ask for the password on; pipe it in with --password-stdin")
+    import getpass
+
+    first = getpass.getpass("New admin password: ")
+    if getpass.getpass("Again: ") != first:
+        raise FaceRecError("the two passwords differ; nothing was changed")
+    return first
+
+
+def cmd_admin(args: argparse.Namespace) -> int:
+    from facerec import auth
+
+    gallery = _settings(args).gallery
+    if args.action == "set-password":
+        path = auth.set_password(gallery, _read_new_password(args.password_stdin))
+        _warn(f"admin password set ({path}, Argon2id hash, mode 0600); the app asks for it from now on")
+    elif auth.clear_password(gallery):
+        _warn("admin password removed; served to other machines, the app now shows only how to set up sign-in")
+    else:
+        _warn("no admin password was set")
     return 0
 
 
@@ -328,8 +361,11 @@ def cmd_train_head(args: argparse.Namespace) -> int:
     faces = detect_dataset(paths, make_detector(settings), settings.cache_dir, _progress("detecting", args.quiet))
     valid = [f is not None for f in faces]
     base = build_base(backbone, settings)
+    from facerec.weights import configured_weights_digest
+
     feats = base_features(paths, faces, backbone, base, args.views, settings.cache_dir, settings.batch_size,
-                          progress=_progress("base features", args.quiet))
+                          progress=_progress("base features", args.quiet),
+                          weights_id=configured_weights_digest(backbone.name, settings))
     out = Path(args.out) if args.out else settings.cache_dir / "heads" / backbone.name
     import numpy as np
 
@@ -476,6 +512,15 @@ def build_parser() -> argparse.ArgumentParser:
     pe.add_argument("action", choices=["list", "remove", "rename"])
     pe.add_argument("names", nargs="*", metavar="NAME")
     pe.set_defaults(func=cmd_people)
+
+    ad = sub.add_parser("admin", parents=[common], help="set or remove the app's admin password",
+                        description="admin set-password: the app asks for this password before showing anything "
+                                    "(stored as an Argon2id hash in GALLERY/.facerec/admin_password, mode 0600); "
+                                    "admin clear-password removes it.")
+    ad.add_argument("action", choices=["set-password", "clear-password"])
+    ad.add_argument("--password-stdin", action="store_true",
+                    help="read the password from the first line of stdin instead of asking twice at the terminal")
+    ad.set_defaults(func=cmd_admin)
 
     t = sub.add_parser("train-head", parents=[common, model], help="train a head on a frozen base",
                        description="Train the head on DATA_DIR/<person>/<photos> with the base frozen. Features are "

@@ -24,17 +24,19 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from facerec.draw import put_text
 from facerec.embed import l2_normalize
 from facerec.errors import ClusterError, ConfigError, FaceRecError, ImageError
-from facerec.gallery import INDEX_DIR, validate_name, write_atomic
+from facerec.gallery import INDEX_DIR, file_hash, private_dir, shred, validate_name, write_atomic
 from facerec.types import Face
 
 if TYPE_CHECKING:
@@ -234,7 +236,6 @@ def write_contact_sheet(group: UnknownGroup, out_path: Path, tile: int = 112, co
         The number of crops on the sheet; members whose photo cannot be read
         are left out. Nothing is written when no member could be read.
     """
-    import cv2
 
     from facerec.align import crop_box
     from facerec.images import encode_jpeg, load_photo
@@ -261,10 +262,10 @@ def write_contact_sheet(group: UnknownGroup, out_path: Path, tile: int = 112, co
         sheet[header + r * tile:header + (r + 1) * tile, c * tile:(c + 1) * tile] = crop
     more = len(group.members) - len(crops)
     caption = f"{group.label}: {len(group.members)} face(s)" + (f", {more} not shown" if more else "")
-    cv2.putText(sheet, caption, (4, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    put_text(sheet, caption, (4, 6), 16, (0, 0, 0))  # any script's names
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(out_path, encode_jpeg(sheet, quality))
+    private_dir(out_path.parent)
+    write_atomic(out_path, encode_jpeg(sheet, quality), mode=0o600)
     return len(crops)
 
 
@@ -298,13 +299,13 @@ def save_clusters(groups: Sequence[UnknownGroup], path: Path, threshold: float, 
     """
     path = Path(path)
     folder = path.parent
-    folder.mkdir(parents=True, exist_ok=True)
+    private_dir(folder)
     vec_name = f"vectors-{uuid.uuid4().hex[:12]}.npy"
     vecs = [g.vectors for g in groups if g.vectors is not None and len(g.vectors)]
     X = np.concatenate(vecs).astype(np.float32) if vecs else np.zeros((0, 0), dtype=np.float32)
     buf = io.BytesIO()
     np.save(buf, X)
-    write_atomic(folder / vec_name, buf.getvalue())
+    write_atomic(folder / vec_name, buf.getvalue(), mode=0o600)
     out_groups, row = [], 0
     for g in groups:
         sheet = f"{g.label}.jpg"
@@ -319,13 +320,116 @@ def save_clusters(groups: Sequence[UnknownGroup], path: Path, threshold: float, 
         out_groups.append({"label": g.label, "sheet": sheet if sheets else None, "members": members})
     doc = {"format": FORMAT, "threshold": float(threshold), "model": model, "vectors": vec_name,
            "groups": out_groups}
-    write_atomic(path, (json.dumps(doc, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
+    _replace_shredding(path, (json.dumps(doc, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
     keep = {vec_name} | {g["sheet"] for g in out_groups if g["sheet"]}
     for old in folder.iterdir():
         if old.name not in keep and (re.fullmatch(r"vectors-[0-9a-f]{12}\.npy", old.name)
                                      or re.fullmatch(rf"{LABEL_PREFIX}\d+\.jpg", old.name)):
-            old.unlink(missing_ok=True)
+            shred(old)
     return path
+
+
+def _replace_shredding(path: Path, data: bytes) -> None:
+    """Replace ``path`` atomically (mode 0600 if new) and overwrite the old file's bytes on disk."""
+    for stale in path.parent.glob(f".{path.name}.*.old"):  # left by a crash below
+        try:
+            same = path.exists() and os.path.samefile(stale, path)
+        except OSError:
+            same = False
+        stale.unlink(missing_ok=True) if same else shred(stale)
+    old: Path | None = path.with_name(f".{path.name}.{uuid.uuid4().hex}.old")
+    try:
+        os.link(path, old)  # a second name for the old bytes, to shred them once replaced
+    except OSError:
+        old = None
+    try:
+        write_atomic(path, data, mode=0o600)
+    except BaseException:
+        if old is not None:
+            old.unlink(missing_ok=True)  # the old file is still the current one: keep its bytes
+        raise
+    if old is not None:
+        shred(old)
+
+
+def forget_faces(path: Path, shas: set[str], sizes: set[int], vectors: Mapping[str, np.ndarray],
+                 folder: Path | None = None) -> list[str]:
+    """Remove from a cluster file every group holding a face of a person being forgotten.
+
+    A group holds their face when a member's photo is one of theirs (its content hash is
+    in ``shas``; only photos whose size is in ``sizes`` are hashed), lies in their gallery
+    ``folder``, or when a member's vector (made by the cluster file's model) is at least
+    the file's threshold similar to one of theirs (``vectors[model]``: the same person,
+    clustered before they were enrolled). The cluster file is rewritten without those
+    groups, its vectors file replaced by one without their rows, and their contact
+    sheets and the old files shredded.
+
+    Returns:
+        The labels of the groups removed (``[]``: the file was not touched).
+
+    Raises:
+        ClusterError: the cluster file is unreadable or malformed (it is left as it was).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
+    clusters = load_clusters(path)
+    theirs = vectors.get(clusters.model)
+    theirs = l2_normalize(np.asarray(theirs, np.float32)) if theirs is not None and len(theirs) else None
+    hashes: dict[Path, str | None] = {}
+
+    def their_photo(m: Member) -> bool:
+        if folder is not None and Path(folder) in Path(m.photo).parents:
+            return True
+        if m.bytes not in sizes and m.bytes != -1:
+            return False
+        if m.photo not in hashes:
+            try:
+                hashes[m.photo] = file_hash(m.photo) if m.photo.is_file() else None
+            except OSError:
+                hashes[m.photo] = None
+        return hashes[m.photo] in shas
+
+    drop = []
+    for g in clusters.groups:
+        close = False
+        if theirs is not None and g.vectors is not None and len(g.vectors) and g.vectors.shape[1] == theirs.shape[1]:
+            close = bool((l2_normalize(g.vectors) @ theirs.T).max() >= clusters.threshold - 1e-6)
+        if close or any(their_photo(m) for m in g.members):
+            drop.append(g.label)
+    if not drop:
+        return []
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    old_vectors = doc.get("vectors")
+    X = None
+    if old_vectors:
+        try:
+            X = np.load(path.parent / old_vectors, allow_pickle=False)
+        except (OSError, ValueError):
+            X = None
+    rows, kept, sheets = [], [], []
+    for g in doc["groups"]:
+        if g["label"] in drop:
+            if g.get("sheet"):
+                sheets.append(path.parent / Path(g["sheet"]).name)
+            continue
+        for m in g["members"]:
+            r = m.get("row")
+            if X is not None and X.ndim == 2 and isinstance(r, int) and 0 <= r < len(X):
+                m["row"] = len(rows)
+                rows.append(X[r])
+            else:
+                m["row"] = None
+        kept.append(g)
+    vec_name = f"vectors-{uuid.uuid4().hex[:12]}.npy"
+    buf = io.BytesIO()
+    np.save(buf, np.stack(rows).astype(np.float32) if rows else np.zeros((0, 0), dtype=np.float32))
+    write_atomic(path.parent / vec_name, buf.getvalue(), mode=0o600)
+    doc["vectors"], doc["groups"] = vec_name, kept
+    _replace_shredding(path, (json.dumps(doc, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
+    for old in sheets + ([path.parent / Path(old_vectors).name] if old_vectors else []):
+        shred(old)
+    return drop
 
 
 @dataclass(frozen=True)

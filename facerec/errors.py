@@ -77,3 +77,15 @@ class ClusterError(FaceRecError):
     """A cluster file is missing or unreadable, or has no group with the given label."""
 
     exit_code = 4
+
+
+class ForgetIncompleteError(FaceRecError):
+    """A person was forgotten, but some leftover could not be removed (the message says which)."""
+
+    exit_code = 7
+
+
+class GalleryBusyError(FaceRecError):
+    """The gallery is being prepared (re-embedded) and the caller chose not to wait."""
+
+    exit_code = 8

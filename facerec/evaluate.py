@@ -4,6 +4,10 @@ The open-set protocol treats the product as a user would: for each person
 with more than ``k`` photos, ``k`` are enrolled and the rest are probes that
 must be named; people with ``k`` photos or fewer are strangers whose every
 photo must come back ``unknown``.
+
+On a set where everyone has several photos (celeba_dev) strangers come from
+folds over the people instead (:func:`evaluate_folds`): each fold's people are
+strangers while everyone else is enrolled, and the folds rotate.
 """
 
 from __future__ import annotations
@@ -131,6 +135,85 @@ def evaluate_open_set(X, labels, k: int = 3, threshold: float | None = None, see
     n_people = len({t for t, kn in zip(truth, known) if kn})
     failures = 0 if valid is None else int((~np.asarray(valid, dtype=bool)).sum())
     return open_set_metrics(pred, score, truth, known, threshold, failures, n_people)
+
+
+def people_folds(labels: Sequence[str], folds: int = 4, seed: int = 0) -> list[np.ndarray]:
+    """The people of ``labels`` shuffled (seeded) and cut into ``folds`` groups of near-equal size."""
+    people = np.random.default_rng(seed).permutation(np.unique(np.asarray(labels)))
+    return [people[f::folds] for f in range(folds)]
+
+
+def folds_open_set_scores(X: np.ndarray, labels: Sequence[str], k: int = 3, folds: int = 4,
+                          seeds: Sequence[int] = (0, 1, 2), valid: np.ndarray | None = None,
+                          rule: str = "centroid") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """Best match per probe under the folds-over-people protocol, pooled over folds and seeds.
+
+    For each seed the people are cut into ``folds`` groups (:func:`people_folds`); for
+    each group, its people are strangers (every photo a probe that must stay unknown)
+    and every other person is enrolled with ``k`` photos (seeded choice), the rest of
+    their photos being probes that must be named. Someone with ``k`` photos or fewer
+    is enrolled with all of them and has no probe in that fold (still a candidate that
+    strangers and probes may be confused with). A photo whose face was not found is
+    skipped for enrolment and counts as wrong as a probe.
+
+    Returns:
+        ``(pred, score, truth, known, enrolled_people)`` as :func:`open_set_scores`,
+        pooled; ``enrolled_people`` is the mean number of people enrolled per fold.
+    """
+    labels = np.asarray(labels)
+    valid = np.ones(len(labels), dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+    preds, scores, truths, knowns, enrolled = [], [], [], [], []
+    for seed in seeds:
+        rng = np.random.default_rng(1000 + seed)
+        for strangers in people_folds(labels, folds, seed):
+            enrol, probe, known = [], [], []
+            for person in np.unique(labels):
+                idx = np.flatnonzero(labels == person)
+                if person in strangers:
+                    probe += list(idx)
+                    known += [False] * len(idx)
+                    continue
+                idx = rng.permutation(idx)
+                enrol += list(idx[:k])
+                probe += list(idx[k:])
+                known += [True] * len(idx[k:])
+            enrol, probe = np.array(enrol, dtype=int), np.array(probe, dtype=int)
+            enrol = enrol[valid[enrol]]
+            enrolled.append(len(set(labels[enrol])))
+            matcher = CosineMatcher(threshold=0.0, rule=rule).fit(X[enrol], labels[enrol])
+            ok = valid[probe]
+            pred = np.full(len(probe), "", dtype=object)
+            score = np.zeros(len(probe))
+            if ok.any():
+                matches = matcher.match(X[probe[ok]])
+                pred[ok] = [m.name for m in matches]
+                score[ok] = [m.score for m in matches]
+            preds.append(pred)
+            scores.append(score)
+            truths.append(labels[probe])
+            knowns.append(np.array(known, dtype=bool))
+    return (np.concatenate(preds), np.concatenate(scores), np.concatenate(truths), np.concatenate(knowns),
+            int(round(float(np.mean(enrolled)))))
+
+
+def evaluate_folds(X, labels, k: int = 3, threshold: float | None = None, folds: int = 4,
+                   seeds: Sequence[int] = (0, 1, 2), valid=None, false_accept: float = 0.05,
+                   rule: str = "centroid") -> OpenSetResult:
+    """:func:`folds_open_set_scores` at one threshold (``None``: the oracle naming at most
+    ``false_accept`` of strangers, for calibration only). Probe counts are pooled over
+    folds and seeds; ``detection_failures`` counts photos, once."""
+    pred, score, truth, known, people = folds_open_set_scores(np.asarray(X), labels, k, folds, seeds, valid, rule)
+    if threshold is None:
+        threshold = calibrate_threshold(score[~known], false_accept)
+    failures = 0 if valid is None else int((~np.asarray(valid, dtype=bool)).sum())
+    return open_set_metrics(pred, score, truth, known, threshold, failures, people)
+
+
+def best_overall(pred, score, truth, known) -> tuple[float, float]:
+    """``(overall, threshold)`` at the threshold that maximises overall accuracy (an oracle)."""
+    cands = np.unique(np.concatenate([score, [0.0, 1.0 + 1e-9]]))
+    best = max(((open_set_metrics(pred, score, truth, known, t).overall, t) for t in cands), key=lambda r: r[0])
+    return float(best[0]), float(best[1])
 
 
 def read_pairs(path: Path) -> list[tuple[str, int, str, int, bool]]:
@@ -267,7 +350,179 @@ def run_eval(settings, data_dir: Path, k: int = 3, pairs: Path | None = None, sp
     return label, res
 
 
+def embed_views(bases: Sequence[str], paths, faces, settings=None, chunk: int = 128, progress=None):
+    """Each face's vector from several bases, plain and of its mirror image, each photo
+    decoded once. ``"name"`` is the base alone, ``"name+head"`` the base with its shipped head.
+
+    Returns:
+        ``{base: (plain, mirror, seconds)}``: ``(N, D)`` unit vectors (zeros where no face
+        was found) and the seconds spent aligning and embedding for that base (both passes).
+        ``l2_normalize(plain + mirror)`` is the base's ``--flip`` vector.
+    """
+    import time
+
+    from facerec.align import face_crop
+    from facerec.embed import load_embedder
+    from facerec.images import load_image
+    from facerec.settings import Settings
+
+    settings = settings or Settings()
+    embedders = {b: load_embedder(settings.replace(backbone=b.split("+")[0]), use_head=b.endswith("+head"))
+                 for b in bases}
+    out = {b: [np.zeros((len(paths), e.dim), np.float32), np.zeros((len(paths), e.dim), np.float32), 0.0]
+           for b, e in embedders.items()}
+    todo = [i for i, f in enumerate(faces) if f is not None]
+    chunks = [todo[i:i + chunk] for i in range(0, len(todo), chunk)]
+    for part in (progress(chunks) if progress else chunks):
+        images = {i: load_image(paths[i]) for i in part}
+        for b, e in embedders.items():
+            t0 = time.perf_counter()
+            crops = np.stack([face_crop(images[i], faces[i].box, faces[i].landmarks, e.input_size, e.backbone.zoom)
+                              for i in part])
+            out[b][0][part] = e.embed(crops, flip=False)
+            out[b][1][part] = e.embed(np.ascontiguousarray(crops[:, :, ::-1]), flip=False)
+            out[b][2] += time.perf_counter() - t0
+    return {b: tuple(v) for b, v in out.items()}
+
+
+def _protocol_report(pred, score, truth, known, threshold: float, failures: int, people: int,
+                     threshold_3pct: float | None = None) -> dict:
+    """Metrics at ``threshold`` plus the threshold-free and oracle figures beside them
+    (and the main ones at ``threshold_3pct``, when given)."""
+    from facerec.classify import calibrate_threshold
+
+    res = open_set_metrics(pred, score, truth, known, threshold, failures, people).to_dict()
+    if threshold_3pct is not None:
+        r3 = open_set_metrics(pred, score, truth, known, threshold_3pct, failures, people).to_dict()
+        res["at_3pct_calibration"] = {key: r3[key]
+                                      for key in ("threshold", "named_right", "strangers_named", "overall")}
+    res["best_overall"], res["best_overall_threshold"] = best_overall(pred, score, truth, known)
+    t1 = calibrate_threshold(score[~known], 0.01)
+    res["named_right_at_1pct_strangers"] = open_set_metrics(pred, score, truth, known, t1).named_right
+    res["oracle_threshold_5pct"] = calibrate_threshold(score[~known], 0.05)
+    res["oracle_threshold_3pct"] = calibrate_threshold(score[~known], 0.03)
+    return res
+
+
+def compare_bases(shared: Path, bases: Sequence[str] = ("face-resnet", "mobilefacenet"), ks: Sequence[int] = (1, 3, 5),
+                  folds: int = 4, seeds: Sequence[int] = (0, 1, 2), settings=None, progress=None) -> dict:
+    """Each base, plain and mirror-averaged, at its calibrated threshold, on lfw_dev's test half
+    (:func:`evaluate_open_set`) and celeba_dev (:func:`evaluate_folds`), for each ``k``.
+
+    The threshold of each (base, flip) is calibrated as the shipped ones are: the score naming
+    5% of strangers on lfw_dev's *train* half at k=3, rounded up to 4 decimals. The registry's
+    own value for the base's default flip setting is reported beside it (``registry_threshold``),
+    and each protocol also at the threshold calibrated the same way for 3% of strangers
+    (``at_3pct_calibration``). ``"name+head"`` entries use the base's shipped head (trained on
+    lfw_dev's train half) at the head's own threshold, without mirroring.
+    """
+    import math
+
+    from facerec.detect import make_detector
+    from facerec.embed import get_backbone, l2_normalize, read_head_info, shipped_head
+    from facerec.settings import Settings
+    from facerec.train import detect_dataset, labelled_photos, person_split
+
+    settings = settings or Settings()
+    wrap = progress or (lambda desc: None)
+    detector = make_detector(settings)
+    data = {}
+    for name in ("lfw_dev", "celeba_dev"):
+        photos = labelled_photos(Path(shared) / name)
+        paths = [p for p, _ in photos]
+        faces = detect_dataset(paths, detector, settings.cache_dir, wrap(f"detecting {name}"))
+        data[name] = (paths, np.array([n for _, n in photos]), faces, np.array([f is not None for f in faces]),
+                      embed_views(bases, paths, faces, settings, progress=wrap(f"embedding {name}")))
+    lfw_paths, lfw_labels, _, lfw_valid, lfw_vecs = data["lfw_dev"]
+    train = np.array([person_split(n) == "train" for n in lfw_labels])
+    results: dict = {}
+    for base in bases:
+        head = base.endswith("+head")
+        backbone = get_backbone(base.split("+")[0])
+        for flip in ((False,) if head else (False, True)):
+            label = base + ("+flip" if flip else "")
+
+            def vectors(views):
+                return l2_normalize(views[0] + views[1]) if flip else views[0]
+
+            X = vectors(lfw_vecs[base])
+            cal = evaluate_open_set(X[train], lfw_labels[train], k=3, valid=lfw_valid[train])
+            cal3 = evaluate_open_set(X[train], lfw_labels[train], k=3, valid=lfw_valid[train], false_accept=0.03)
+            calibrated = math.ceil(cal.threshold * 1e4) / 1e4
+            calibrated3 = math.ceil(cal3.threshold * 1e4) / 1e4
+            registry = backbone.threshold if flip == backbone.flip and not head else None
+            threshold = calibrated
+            if head:  # trained on the calibration half: the head's own (cross-fitted) threshold
+                threshold = float(read_head_info(shipped_head(backbone.name)).threshold)
+            n_faces = int(lfw_valid.sum() + data["celeba_dev"][3].sum())
+            secs = lfw_vecs[base][2] + data["celeba_dev"][4][base][2]  # both passes, plain and mirrored
+            row = {"threshold": threshold, "calibrated_threshold": calibrated, "registry_threshold": registry,
+                   "calibrated_threshold_3pct": calibrated3,
+                   "calibration": {"set": "lfw_dev train half", "k": 3, "strangers_named": 0.05,
+                                   "oracle_threshold": cal.threshold, "oracle_threshold_3pct": cal3.threshold},
+                   "faces_per_second": round(n_faces * (1 if flip else 2) / secs, 1)}
+            Xt, yt, vt = X[~train], lfw_labels[~train], lfw_valid[~train]
+            _, cy, _, cv, cvecs = data["celeba_dev"]
+            Xc = vectors(cvecs[base])
+            for k in ks:
+                pred, score, truth, known = open_set_scores(Xt, yt, k, 0, vt)
+                people = len({t for t, kn in zip(truth, known) if kn})
+                row[f"lfw_test_k{k}"] = _protocol_report(pred, score, truth, known, threshold, int((~vt).sum()),
+                                                         people, calibrated3)
+            for k in ks:
+                pred, score, truth, known, people = folds_open_set_scores(Xc, cy, k, folds, seeds, cv)
+                row[f"celeba_folds_k{k}"] = _protocol_report(pred, score, truth, known, threshold,
+                                                             int((~cv).sum()), people, calibrated3)
+            results[label] = row
+    return {"protocol": {"lfw_dev": "test half (person_split), open set: people with <= k photos are strangers, "
+                                    "k enrolled per other person (seed 0), nearest centroid",
+                         "celeba_dev": f"folds over people: {folds} folds x seeds {list(seeds)}; each fold's people "
+                                       "are strangers, everyone else enrolled with k photos (all if <= k), "
+                                       "probes pooled over folds and seeds, nearest centroid",
+                         "detector": settings.detector, "photos": {n: len(d[0]) for n, d in data.items()},
+                         "no_face": {n: int((~d[3]).sum()) for n, d in data.items()}},
+            "results": results}
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    """``python -m facerec.evaluate SHARED_FACES --json OUT``: :func:`compare_bases`."""
+    import argparse
+    import json
+    import sys
+    import time
+
+    ap = argparse.ArgumentParser(prog="python -m facerec.evaluate", description=compare_bases.__doc__)
+    ap.add_argument("shared", type=Path, help="folder holding lfw_dev/ and celeba_dev/")
+    ap.add_argument("--bases", nargs="+", default=["face-resnet", "mobilefacenet"])
+    ap.add_argument("-k", nargs="+", type=int, default=[1, 3, 5])
+    ap.add_argument("--folds", type=int, default=4)
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--json", type=Path, required=True)
+    args = ap.parse_args(argv)
+    t0 = time.time()
+    out = compare_bases(args.shared, args.bases, args.k, args.folds, args.seeds)
+    import facerec
+
+    out["command"] = "python -m facerec.evaluate " + " ".join(sys.argv[1:] if argv is None else argv)
+    out["facerec_version"] = facerec.__version__
+    out["seconds"] = round(time.time() - t0, 1)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(out, indent=2) + "\n")
+    for label, row in out["results"].items():
+        for key, r in row.items():
+            if isinstance(r, dict) and "rank1" in r:
+                print(f"{label:22s} {key:16s} rank-1 {100 * r['rank1']:5.1f}  overall {100 * r['overall']:5.1f}  "
+                      f"strangers named {100 * r['strangers_named']:5.1f}  named {100 * r['named_right']:5.1f}  "
+                      f"best overall {100 * r['best_overall']:5.1f}  @t={row['threshold']}", file=sys.stderr)
+    return 0
+
+
 __all__ = [
     "OpenSetResult", "split_protocol", "open_set_scores", "open_set_metrics", "evaluate_open_set",
+    "people_folds", "folds_open_set_scores", "evaluate_folds", "best_overall",
     "read_pairs", "verification_accuracy", "format_table", "run_eval", "embed_dataset", "UNKNOWN",
 ]
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

@@ -17,7 +17,7 @@ import numpy as np
 from facerec.align import face_crop
 from facerec.detect import Detector, downscale, make_detector, rescale_face
 from facerec.embed import Embedder, import_tensorflow, load_embedder
-from facerec.errors import EmptyGalleryError, ImageError, ManyFacesError, NoFaceError
+from facerec.errors import EmptyGalleryError, GalleryBusyError, ImageError, ManyFacesError, NoFaceError
 from facerec.gallery import Gallery, PhotoRecord, content_hash
 from facerec.images import Photo, decode_photo
 from facerec.settings import Settings
@@ -145,9 +145,11 @@ class FaceRecognizer:
         self.settings = settings
         self.gallery = Gallery(settings.gallery)
         self.models = Models(settings, detector, embedder)
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # guards the fitted matcher; held only for moments
+        self._refresh_lock = threading.Lock()  # one refresh (sync, embedding, fitting) at a time
         self._matcher: CosineMatcher | None = None
         self._fitted_version: int | None = None
+        self._preparing: tuple[int, int] | None = None
 
     @property
     def detector(self) -> Detector:
@@ -193,32 +195,61 @@ class FaceRecognizer:
 
     # -- matching ----------------------------------------------------------------------
 
-    def refresh(self, progress: Callable[[Iterable], Iterable] | None = None) -> CosineMatcher:
+    @property
+    def preparing(self) -> tuple[int, int] | None:
+        """``(done, total)`` gallery photos embedded by a refresh in progress, else ``None``."""
+        return self._preparing
+
+    def refresh(self, progress: Callable[[Iterable], Iterable] | None = None, wait: bool = True) -> CosineMatcher:
         """Embed gallery photos that lack vectors for this embedder, then refit if anything changed.
 
         Photos dropped into person folders by hand are picked up here; ones with
-        no usable face are left in place but not used.
+        no usable face are left in place but not used. The matcher is marked with the
+        gallery version read together with its vectors, so a change made meanwhile by
+        anyone is seen by the next call.
+
+        Only one refresh runs at a time; while one is embedding, other threads keep
+        the matcher they have (a moment out of date) instead of waiting for it. With
+        no matcher yet (the first refresh, e.g. after a base switch), they wait, or
+        with ``wait=False`` get :class:`GalleryBusyError` with the progress.
         """
         with self._lock:
-            version = self.gallery.version
-            if self._matcher is not None and version == self._fitted_version:
-                self._matcher.threshold = self.threshold
-                return self._matcher
+            matcher, fitted = self._matcher, self._fitted_version
+        if matcher is not None and self.gallery.version == fitted:
+            matcher.threshold = self.threshold
+            return matcher
+        if not self._refresh_lock.acquire(blocking=matcher is None and wait):
+            if matcher is not None:
+                matcher.threshold = self.threshold
+                return matcher
+            done, total = self._preparing or (0, 0)
+            raise GalleryBusyError(f"the gallery is being prepared for this base network ({done} of {total} photos "
+                                   "embedded); try again in a moment")
+        try:
+            with self._lock:
+                if self._matcher is not None and self.gallery.version == self._fitted_version:
+                    return self._matcher  # another thread refitted while this one waited
             self.gallery.sync()
             key = self.embedder.key
-            X, names, missing = self.gallery.vectors(key)
+            version, X, names, missing = self.gallery.snapshot(key)
             if missing:
-                for rec in (progress(missing) if progress else missing):
+                self._preparing = (0, len(missing))
+                for i, rec in enumerate(progress(missing) if progress else missing, start=1):
                     self._embed_record(rec, key)
-                X, names, _ = self.gallery.vectors(key)
+                    self._preparing = (i, len(missing))
+                version, X, names, _ = self.gallery.snapshot(key)
             if len(X) == 0:
                 raise EmptyGalleryError(
                     f"nobody is enrolled in {self.gallery.root}; enrol people first (facerec enroll)")
             from facerec.classify import CosineMatcher
 
-            self._matcher = CosineMatcher(threshold=self.threshold).fit(X, names)
-            self._fitted_version = self.gallery.version
-            return self._matcher
+            matcher = CosineMatcher(threshold=self.threshold).fit(X, names)
+            with self._lock:
+                self._matcher, self._fitted_version = matcher, version
+            return matcher
+        finally:
+            self._preparing = None
+            self._refresh_lock.release()
 
     def _embed_record(self, rec: PhotoRecord, key: str) -> None:
         try:
@@ -297,4 +328,53 @@ class FaceRecognizer:
         duplicate = self.gallery.has_photo(name, content_hash(data))
         rec = self.gallery.add_photo(name, data, face.box, face.vector, self.embedder.key,
                                      suffix or Path(source).suffix or ".jpg")
+        from facerec import photonames
+
+        photonames.remember(self.gallery.root, rec.sha, source)  # shown on the People page
         return Enrolled(rec, face, duplicate)
+
+    def rename(self, old: str, new: str) -> str:
+        """Rename a person in the gallery and in the who-was-here history; returns the new
+        name as stored (validated, NFC).
+
+        Raises:
+            InvalidNameError, PersonNotFoundError, PersonExistsError: nothing was changed.
+        """
+        from facerec import history
+        from facerec.gallery import validate_name
+
+        self.gallery.rename_person(old, new)
+        new = validate_name(new)
+        history.rename(self.gallery.root, validate_name(old), new)
+        return new
+
+    def remove_photo(self, name: str, file_name: str) -> None:
+        """Remove one enrolled photo: its file, row and vector, its cached pictures and its
+        remembered original name."""
+        from facerec import photonames, thumbs
+
+        sha = next((r.sha for r in self.gallery.photos(name) if r.path.name == file_name), None)
+        self.gallery.remove_photo(name, file_name)
+        if sha is not None and not any(r.sha == sha for r in self.gallery.photos()):
+            thumbs.forget(self.settings.cache_dir, [sha])
+            photonames.forget(self.gallery.root, [sha])
+
+    def forget(self, name: str) -> int:
+        """Forget a person everywhere facerec keeps something of them: photos, vectors under
+        every base, tag cache entries and cluster groups (:meth:`Gallery.remove_person`),
+        their who-was-here history, cached face pictures and original file names.
+        Returns the number of photos removed.
+
+        Raises:
+            PersonNotFoundError; ForgetIncompleteError naming what could not be deleted.
+        """
+        from facerec import history, photonames, thumbs
+
+        shas = [r.sha for r in self.gallery.photos(name)]
+        n = self.gallery.remove_person(name, tag_caches=[self.settings.cache_dir / "tags.sqlite"])
+        history.forget(self.gallery.root, name)
+        kept = {r.sha for r in self.gallery.photos()}  # the same photo enrolled for someone else
+        gone = [s for s in shas if s not in kept]
+        thumbs.forget(self.settings.cache_dir, gone)
+        photonames.forget(self.gallery.root, gone)
+        return n

@@ -17,6 +17,72 @@ from facerec.errors import ConfigError
 
 DETECTORS = ("mtcnn", "opencv")
 
+CALIBRATED = "calibrated"
+"""A threshold setting meaning: the calibrated threshold of the base and head in use."""
+
+
+def parse_threshold(value: Any) -> float | None:
+    """A recognition threshold from a number, a numeric string or ``"calibrated"``
+    (``None`` means calibrated too).
+
+    Raises:
+        ConfigError: not a number in [0, 1] nor ``"calibrated"``.
+    """
+    if value is None or (isinstance(value, str) and value.strip().lower() == CALIBRATED):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"recognition threshold must be a number in [0, 1] or {CALIBRATED!r}, "
+                          f"got {value!r}") from None
+    if not 0.0 <= number <= 1.0:  # NaN fails too
+        raise ConfigError(f"recognition threshold must be in [0, 1], got {value}")
+    return number
+
+
+def threshold_key(backbone: str, head: Path | str | None = None) -> str:
+    """What a recognition threshold belongs to: the base's name, plus the head file
+    (``"resnet50+/path/head"``) when one is set in place of the shipped head."""
+    return backbone if head is None else f"{backbone}+{head}"
+
+
+def saved_thresholds(choices: Mapping[str, Any]) -> dict[str, float | None]:
+    """The thresholds of a saved choices document (the app's settings file), one per base
+    and head (:func:`threshold_key`), ``None`` for calibrated.
+
+    The document keeps ``{"thresholds": {key: number or "calibrated"}}``; a document of
+    facerec 0.4 (``{"backbone": b, "threshold": t}``) gives ``{b: t}``. Values that are
+    not valid thresholds are left out.
+    """
+    raw = choices.get("thresholds")
+    if not isinstance(raw, Mapping):
+        raw = {choices["backbone"]: choices["threshold"]} if "backbone" in choices and "threshold" in choices else {}
+    out: dict[str, float | None] = {}
+    for key, value in raw.items():
+        try:
+            out[str(key)] = parse_threshold(value)
+        except ConfigError:
+            continue
+    return out
+
+
+def with_threshold(choices: Mapping[str, Any], key: str, threshold: float | None, **fields: Any) -> dict:
+    """A copy of a saved choices document with ``threshold`` (``None``: calibrated) saved for
+    ``key`` (other bases keep theirs) and ``fields`` (backbone, detector...) set.
+
+    Its top-level ``threshold`` is the one of the saved ``backbone``'s key (``key`` when
+    that is the saved base), so a reader that only knows that field applies the right one.
+    """
+    thresholds = {k: CALIBRATED if v is None else v for k, v in saved_thresholds(choices).items()}
+    thresholds[key] = CALIBRATED if threshold is None else float(parse_threshold(threshold))
+    doc = {k: v for k, v in choices.items() if k not in ("threshold", "thresholds")}
+    doc.update(fields)
+    doc["thresholds"] = thresholds
+    base = doc.get("backbone")
+    mine = key if base is not None and (key == base or key.startswith(f"{base}+")) else base
+    doc["threshold"] = thresholds.get(mine, CALIBRATED)
+    return doc
+
 
 def default_cache_dir() -> Path:
     """The per-user cache folder (converted weights, feature caches)."""
@@ -40,7 +106,9 @@ class Settings:
             measured) and scales it with larger ones (59 px in a 12 MP photo), so their
             image pyramid stays small; 0 searches every face down to ``min_face_size``.
         threshold: recognition threshold on the match score in [0, 1]; below
-            it a face is ``unknown``. ``None`` uses the backbone's calibrated value.
+            it a face is ``unknown``. ``None`` (or ``"calibrated"``, :data:`CALIBRATED`)
+            uses the calibrated value of the base and head in use. A number belongs to
+            one base: :meth:`replace` with another ``backbone`` or ``head`` drops it.
         max_detect_side: photos are downscaled so their longer side is at most
             this many pixels before detection (boxes are mapped back).
         flip: average each face's vector with its mirror image's; ``None`` uses
@@ -53,6 +121,10 @@ class Settings:
         ice_servers: STUN/TURN servers for the app's live video (WebRTC), either
             comma-separated URLs (``stun:stun.example.org:3478``) or a JSON list of
             RTCIceServer objects; empty (the default) is enough on localhost.
+        photo_roots: the only folders (and their sub-folders, symlinks resolved) the app's
+            Tag photos page may read; ``FACEREC_PHOTO_ROOTS`` separates them with
+            ``os.pathsep``. ``None``: the home folder when the app is local, none (uploads
+            only) when it is served to other machines (:func:`facerec.auth.photo_roots`).
     """
 
     gallery: Path = Path("enroll_data")
@@ -69,14 +141,14 @@ class Settings:
     weights: tuple[tuple[str, Path], ...] = ()
     head: Path | None = None
     ice_servers: str = ""
+    photo_roots: tuple[Path, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.detector not in DETECTORS:
             raise ConfigError(f"unknown detector {self.detector!r}; choose one of {', '.join(DETECTORS)}")
         if not 0.0 <= self.detection_confidence <= 1.0:
             raise ConfigError(f"detection confidence must be in [0, 1], got {self.detection_confidence}")
-        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
-            raise ConfigError(f"recognition threshold must be in [0, 1], got {self.threshold}")
+        object.__setattr__(self, "threshold", parse_threshold(self.threshold))
         if not 0.0 <= self.min_face_fraction < 0.5:
             raise ConfigError(f"minimum face fraction must be in [0, 0.5), got {self.min_face_fraction}")
         if self.min_face_size < 1:
@@ -108,8 +180,22 @@ class Settings:
         return servers
 
     def replace(self, **changes: Any) -> "Settings":
-        """A copy with some fields changed; ``None`` values are ignored."""
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        """A copy with some fields changed; ``None`` values are ignored.
+
+        A threshold belongs to a base and head: changing ``backbone`` or ``head`` without
+        giving a ``threshold`` goes back to the new base's calibrated one (``threshold=
+        "calibrated"`` does so explicitly), so one base's number never reaches another.
+        """
+        changes = {k: v for k, v in changes.items() if v is not None}
+        moved = any(k in changes and changes[k] != getattr(self, k) for k in ("backbone", "head"))
+        if moved and "threshold" not in changes:
+            changes["threshold"] = CALIBRATED
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def threshold_key(self) -> str:
+        """What :attr:`threshold` belongs to (see :func:`threshold_key`)."""
+        return threshold_key(self.backbone, self.head)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -122,8 +208,9 @@ class Settings:
         casts = {
             "gallery": Path, "backbone": str, "detector": str,
             "detection_confidence": float, "min_face_size": int, "min_face_fraction": float,
-            "threshold": float, "max_detect_side": int, "batch_size": int,
+            "threshold": parse_threshold, "max_detect_side": int, "batch_size": int,
             "cache_dir": Path, "head": Path, "ice_servers": str, "flip": lambda s: s.strip().lower() in ("1", "true", "yes", "on"),
+            "photo_roots": lambda s: tuple(Path(p) for p in s.split(os.pathsep) if p.strip()),
         }
         for name, cast in casts.items():
             raw = env.get(f"FACEREC_{name.upper()}")

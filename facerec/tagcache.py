@@ -15,18 +15,25 @@ unchanged gallery needs no matcher at all.
 
 Each photo is committed in its own small transaction, so an interrupted run
 leaves a consistent cache and the next run resumes where it stopped.
+
+The file is created 0600 (its folder 0700 when created here) and every connection
+runs with ``secure_delete``, so :meth:`TagCache.forget` leaves nothing of a
+forgotten person in it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Iterable, Mapping
 
 import numpy as np
 
+from facerec.gallery import checkpoint, private_dir, private_file, tighten
 from facerec.types import Face, Match
 
 _SCHEMA = """
@@ -53,12 +60,19 @@ class TagCache:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
+        private_file(self.path)  # SQLite gives its -wal and -shm files the same mode
+        for suffix in ("", "-wal", "-shm"):
+            tighten(os.fspath(self.path) + suffix, 0o600)
         self._lock = threading.Lock()
         self._con = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._con.execute("PRAGMA secure_delete=ON")
         self._con.execute("PRAGMA journal_mode=WAL")
         self._con.execute("PRAGMA synchronous=NORMAL")
+        fresh = self._con.execute("SELECT 1 FROM sqlite_master WHERE name='photos'").fetchone() is None
         self._con.executescript(_SCHEMA)
+        if fresh:  # secure_delete from the start (user_version 1): no VACUUM needed at a forget
+            self._con.execute("PRAGMA user_version=1")
 
     def close(self) -> None:
         """Close the connection (the cache stays on disk)."""
@@ -132,3 +146,75 @@ class TagCache:
         text = json.dumps([[m.name, float(m.score)] for m in matches], ensure_ascii=False)
         with self._lock:
             self._con.execute("INSERT OR REPLACE INTO matches VALUES (?,?,?,?)", (sha, pipeline, gallery, text))
+
+    def forget(self, names: Iterable[str], shas: Iterable[str] = (),
+               vectors: Mapping[str, np.ndarray] | None = None) -> tuple[int, int, bool]:
+        """Forget people: drop every stored match list naming one of ``names`` (those photos
+        are matched again next time), and the cached faces and vectors of those photos, of
+        the photos ``shas`` (theirs), and of every photo with a face at least as similar to
+        one of ``vectors[embedder key]`` (theirs) as the threshold remembered for that key
+        (their face tagged before they were enrolled, or named someone else): all of these
+        are processed again next time.
+
+        The file is then rewritten once if it predates ``secure_delete``, and its log
+        checkpointed and truncated, so no deleted row survives in it.
+
+        Returns:
+            ``(photos, match_lists, clean)``: cached photos dropped, match lists dropped,
+            and whether the log could be cleared (``False``: another connection kept it busy).
+        """
+        names = set(names)
+        hit = set(shas)
+        with self._lock:
+            con = self._con
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                for name in names:  # a cheap text filter first, then the exact check
+                    needle = json.dumps(name, ensure_ascii=False)
+                    for sha, text in con.execute("SELECT sha, matches FROM matches WHERE instr(matches, ?) > 0",
+                                                 (needle,)).fetchall():
+                        if any(n in names for n, _ in json.loads(text)):
+                            hit.add(sha)
+                hit |= self._similar(con, vectors or {})
+                n_matches = n_photos = 0
+                hits = sorted(hit)
+                for i in range(0, len(hits), 500):
+                    part = hits[i:i + 500]
+                    marks = ",".join("?" * len(part))
+                    n_matches += con.execute(f"DELETE FROM matches WHERE sha IN ({marks})", part).rowcount
+                    n_photos += con.execute(f"DELETE FROM photos WHERE sha IN ({marks})", part).rowcount
+                con.execute("COMMIT")
+            except BaseException:
+                try:
+                    con.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                raise
+            if int(con.execute("PRAGMA user_version").fetchone()[0]) < 1:  # written before secure_delete
+                con.execute("VACUUM")
+                con.execute("PRAGMA user_version=1")
+            clean = checkpoint(con)
+            con.execute("PRAGMA busy_timeout=30000")
+        return n_photos, n_matches, clean
+
+    @staticmethod
+    def _similar(con: sqlite3.Connection, vectors: Mapping[str, np.ndarray]) -> set[str]:
+        """Photos with a face close to one of ``vectors[key]`` under pipelines of embedder ``key``."""
+        thresholds: dict[str, float] = {}
+        for key, thr in con.execute("SELECT key, threshold FROM models"):
+            thresholds[key] = min(float(thr), thresholds.get(key, 1.0))
+        found: set[str] = set()
+        for key, theirs in vectors.items():
+            if key not in thresholds or theirs is None or not len(theirs):
+                continue
+            theirs = np.asarray(theirs, np.float32)
+            theirs = theirs / np.maximum(np.linalg.norm(theirs, axis=1, keepdims=True), 1e-12)
+            rows = con.execute("SELECT sha, vectors, dim FROM photos WHERE substr(pipeline, 1, ?) = ? AND dim = ?",
+                               (len(key) + 1, key + "|", theirs.shape[1]))
+            for sha, blob, dim in rows:
+                faces = np.frombuffer(blob, dtype=np.float32).reshape(-1, dim)
+                if len(faces):
+                    faces = faces / np.maximum(np.linalg.norm(faces, axis=1, keepdims=True), 1e-12)
+                    if float((faces @ theirs.T).max()) >= thresholds[key] - 1e-6:
+                        found.add(sha)
+        return found

@@ -12,6 +12,7 @@ one photo per transaction, and matched against the gallery.
 
 from __future__ import annotations
 
+import contextvars
 import csv
 import dataclasses
 import hashlib
@@ -302,7 +303,10 @@ def model_signature(settings) -> str:
         digest = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:16]
     import facerec
 
-    return f"{facerec.__version__}|{settings.backbone}|{settings.head}|{digest}|{settings.weights!r}"
+    from facerec.weights import configured_weights_digest
+
+    weights = configured_weights_digest(settings.backbone, settings)  # content, not path
+    return f"{facerec.__version__}|{settings.backbone}|{settings.head}|{digest}|{weights}"
 
 
 def gallery_match_key(embedder_key: str, threshold: float, X: np.ndarray, names: Sequence[str]) -> str:
@@ -361,7 +365,8 @@ class _LocalEngine:
 
     def decode(self, name: str, data: bytes):
         """Start decoding one photo (a future of :meth:`PhotoWorker.decode`)."""
-        return self._decode.submit(self.worker.decode, name, data)
+        # in the caller's context, so a pixel budget it set (images.pixel_budget) is charged
+        return self._decode.submit(contextvars.copy_context().run, self.worker.decode, name, data)
 
     def submit(self, items: list[tuple[str, bytes, object]]):
         """Decode each ``(name, bytes, decoding already started or None)``, then detect and align

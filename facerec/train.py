@@ -15,6 +15,7 @@ not fitted on (two-fold cross-fitting over the people, open-set protocol of
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import zlib
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from facerec.detect import Detector
 from facerec.embed import Backbone, HeadInfo, build_head, l2_normalize, save_head
 from facerec.errors import FaceRecError
 from facerec.evaluate import evaluate_open_set
+from facerec.gallery import write_atomic
 from facerec.images import is_image_path, load_image
 from facerec.types import Face
 
@@ -97,7 +99,7 @@ def detect_dataset(paths: Sequence[Path], detector: Detector, cache_dir: Path,
     rows = [None if f is None else [list(f.box), f.score, None if f.landmarks is None else f.landmarks.tolist()]
             for f in faces]
     cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps(rows))
+    write_atomic(cache, json.dumps(rows).encode())  # a kill never leaves half a cache
     return faces
 
 
@@ -117,8 +119,11 @@ def augment(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def base_features(paths: Sequence[Path], faces: Sequence[Face | None], backbone: Backbone, base,
                   views: int, cache_dir: Path, batch_size: int = 32, seed: int = 0,
-                  progress: Progress | None = None) -> np.ndarray:
+                  progress: Progress | None = None, weights_id: str | None = None) -> np.ndarray:
     """Base features of each face in ``views`` variants (view 0 unaugmented, 1 mirrored, rest random).
+
+    ``weights_id``: the content digest of user-configured weights (part of the cache key,
+    so features of another weights file are never reused); ``None`` for the built-in ones.
 
     Returns:
         ``(N, views, F)`` float32; rows of photos without a face are zeros. Cached on disk.
@@ -126,7 +131,8 @@ def base_features(paths: Sequence[Path], faces: Sequence[Face | None], backbone:
     size = int(base.input_shape[1])
     pooling = (backbone.feature_layer, backbone.grid, backbone.power_norm)
     key = _cache_key(paths, views, seed, template(size, backbone.zoom).round(3).tolist(),
-                     *([pooling] if pooling[1:] != (1, False) else []))  # keys of plain-GAP caches unchanged
+                     *([pooling] if pooling[1:] != (1, False) else []),  # keys of plain-GAP caches unchanged
+                     *([weights_id] if weights_id else []))
     cache = cache_dir / "features" / f"{backbone.name}-{size}-{key}.npy"
     if cache.is_file():
         return np.load(cache)
@@ -145,7 +151,9 @@ def base_features(paths: Sequence[Path], faces: Sequence[Face | None], backbone:
         feats = np.asarray(base.predict_on_batch(backbone.preprocess(batch.astype(np.float32))))
         out[chunk] = feats.reshape(len(chunk), views, dim)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    np.save(cache, out)
+    buf = io.BytesIO()
+    np.save(buf, out)
+    write_atomic(cache, buf.getvalue())
     return out
 
 

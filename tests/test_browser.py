@@ -23,6 +23,7 @@ name (or ``unknown`` for the stranger) must appear within ``TIMEOUT_MS``.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -99,7 +100,8 @@ def server(tmp_path_factory):
         pytest.skip("../shared/faces is absent")
     tmp = tmp_path_factory.mktemp("browser")
     port = free_port()
-    env = dict(os.environ, FACEREC_GALLERY=str(tmp / "gallery"), FACEREC_ICE_SERVERS="")
+    # the Tag photos page reads folders only under FACEREC_PHOTO_ROOTS (default: home); the test's folder is in tmp
+    env = dict(os.environ, FACEREC_GALLERY=str(tmp / "gallery"), FACEREC_ICE_SERVERS="", FACEREC_PHOTO_ROOTS=str(tmp))
     log = open(tmp / "streamlit.log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
@@ -224,7 +226,7 @@ def start_stream(page, url: str, shot: str) -> None:
     """
     for attempt in range(1, START_ATTEMPTS + 1):
         t0 = time.monotonic()
-        page.goto(url)
+        page.goto(url + "/live")  # every page has its own URL
         page.get_by_role("heading", name="Live", exact=True).wait_for(timeout=TIMEOUT_MS)
         frame = webrtc_frame(page)
         start = frame.get_by_role("button", name="START")
@@ -263,7 +265,7 @@ def watch_live(page, url: str, wanted: str, shot: str) -> str:
     """Open Live, start the camera, wait until ``wanted`` is in the who-is-in-view list; returns the list."""
     start_stream(page, url, shot)
     t0 = time.monotonic()
-    in_view = page.get_by_test_id("stText").filter(has_text="since")
+    in_view = page.get_by_test_id("stText").filter(has_text="for ")
     try:
         in_view.filter(has_text=wanted).first.wait_for(timeout=TIMEOUT_MS)
         log(f"{shot}: {wanted!r} in view {time.monotonic() - t0:.1f} s after the stream started")
@@ -274,6 +276,87 @@ def watch_live(page, url: str, wanted: str, shot: str) -> str:
     finally:
         page.screenshot(path=str(ARTIFACTS / shot), full_page=True)
     return in_view.first.inner_text()
+
+
+PAGE_URLS = {"": "People", "live": "Live", "identify": "Identify", "enrol": "Enrol", "history": "Who was here",
+             "tag": "Tag photos", "settings": "Settings"}
+
+
+def choose_files(page, paths) -> None:
+    page.locator("[data-testid='stFileUploader'] input[type=file]").first.set_input_files([str(p) for p in paths])
+
+
+def type_name(page, name: str) -> None:
+    wait_rendered(page)
+    page.get_by_label("Name").fill(name)
+    page.get_by_label("Name").press("Enter")
+    wait_rendered(page)
+
+
+def expect_text(page, text: str, shot: str) -> None:
+    """Wait for ``text`` on the page; on a time-out keep a screenshot and the page's text in the log."""
+    try:
+        page.get_by_text(text).first.wait_for()
+    except Exception:
+        page.screenshot(path=str(ARTIFACTS / shot), full_page=True)
+        log(f"{shot}: {text!r} not shown; page text {page.locator('body').inner_text()[:1500]!r}")
+        raise
+
+
+def alerts(page) -> str:
+    return " | ".join(page.get_by_test_id("stAlert").all_inner_texts())
+
+
+def catch_enrolment_mistakes(page, url: str, tmp: Path, known: list[np.ndarray], stranger: np.ndarray) -> None:
+    """With Clip Person enrolled: the same face typed as someone else, the same photo twice in one
+    batch, the name in other case, and the wrong face of a group photo are each caught before saving."""
+    other = tmp / "another_frame.png"
+    cv2.imwrite(str(other), known[10])
+    copy = tmp / "another_frame_copy.png"
+    copy.write_bytes(other.read_bytes())
+    page.goto(url + "/enrol")
+    page.get_by_role("heading", name="Enrol", exact=True).wait_for()
+    type_name(page, "Madonna")
+    choose_files(page, [other, copy])
+    expect_text(page, f"looks like {NAME} (", "enrol_wrong_person_failed.png")
+    expect_text(page, "in this batch; it is saved once", "enrol_duplicate_failed.png")
+    page.get_by_role("button", name="Save 0 photo(s)").wait_for()  # nothing saved without confirmation
+    page.screenshot(path=str(ARTIFACTS / "enrol_wrong_person.png"), full_page=True)
+    log(f"enrol: wrong person and batch duplicate caught: {alerts(page)[:300]!r}")
+
+    page.goto(url + "/enrol")
+    page.get_by_role("heading", name="Enrol", exact=True).wait_for()
+    type_name(page, NAME.lower())
+    expect_text(page, f"{NAME} is already enrolled", "enrol_same_name_failed.png")
+    page.screenshot(path=str(ARTIFACTS / "enrol_same_name.png"), full_page=True)
+
+    group = tmp / "group.png"
+    cv2.imwrite(str(group), np.hstack([known[30], stranger]))
+    page.goto(url + "/enrol")
+    page.get_by_role("heading", name="Enrol", exact=True).wait_for()
+    type_name(page, NAME)
+    choose_files(page, [group])
+    expect_text(page, "2 faces; which one is", "enrol_group_failed.png")
+    caught = []
+    for face in ("face 1", "face 2"):
+        page.get_by_test_id("stRadio").get_by_text(face, exact=True).click()
+        wait_rendered(page)
+        caught.append(f"does not look like {NAME}" in alerts(page))
+        if caught[-1]:
+            page.screenshot(path=str(ARTIFACTS / "enrol_group_wrong_face.png"), full_page=True)
+    log(f"enrol: group photo, wrong face caught per choice: {caught}")
+    assert sorted(caught) == [False, True], caught
+
+
+def history_csv(page, url: str) -> str:
+    page.goto(url + "/history")
+    page.get_by_role("heading", name="Who was here", exact=True).wait_for()
+    page.get_by_test_id("stDataFrame").wait_for()
+    wait_rendered(page)
+    page.screenshot(path=str(ARTIFACTS / "who_was_here.png"), full_page=True)
+    with page.expect_download() as dl:
+        page.get_by_role("button", name="Download CSV").click()
+    return Path(dl.value.path()).read_text()
 
 
 def test_enrol_then_live_names_the_person_and_calls_a_stranger_unknown(server):
@@ -295,26 +378,26 @@ def test_enrol_then_live_names_the_person_and_calls_a_stranger_unknown(server):
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(TIMEOUT_MS)
             record_console(page, "known")
-            page.goto(url)
-            page.get_by_role("heading", name="Live", exact=True).wait_for()
-            wait_rendered(page)
-            page.screenshot(path=str(ARTIFACTS / "live_start.png"), full_page=True)
-            for name in ("Identify", "People", "Tag photos", "Settings"):
-                goto_page(page, name)
-                page.screenshot(path=str(ARTIFACTS / f"{name.lower().replace(' ', '_')}.png"), full_page=True)
+            for path, title in PAGE_URLS.items():  # every page is reachable by its URL
+                page.goto(f"{url}/{path}")
+                page.get_by_role("heading", name=title, exact=True).wait_for()
+                wait_rendered(page)
+                page.screenshot(path=str(ARTIFACTS / f"{title.lower().replace(' ', '_')}.png"), full_page=True)
+            page.goto(url)  # the home page is People
+            page.get_by_role("heading", name="People", exact=True).wait_for()
 
             goto_page(page, "Enrol")
-            page.get_by_label("Name").fill(NAME)
-            page.get_by_label("Name").press("Enter")
-            page.locator("[data-testid='stFileUploader'] input[type=file]").first.set_input_files(
-                [str(p) for p in photos])
+            type_name(page, NAME)
+            choose_files(page, photos)
             save = page.get_by_role("button", name=f"Save {len(photos)} photo(s)")
             save.wait_for()
             page.wait_for_function("() => document.querySelectorAll('[data-testid=stImage] img').length >= 3")
             page.screenshot(path=str(ARTIFACTS / "enrol_preview.png"), full_page=True)
             save.click()
             page.get_by_text(f"Saved {len(photos)} photo(s) of {NAME}.").wait_for()
+            page.get_by_role("button", name=f"Save {len(photos)} photo(s)").wait_for(state="detached")  # cleared
             page.screenshot(path=str(ARTIFACTS / "enrol_saved.png"), full_page=True)
+            catch_enrolment_mistakes(page, url, tmp, known, clip_frames(CLIPS / STRANGER_CLIP, start=30, count=1)[0])
 
             tag_dir = tmp / "to_tag"
             tag_dir.mkdir()
@@ -338,10 +421,24 @@ def test_enrol_then_live_names_the_person_and_calls_a_stranger_unknown(server):
 
             # Enrol (detector, embedder) and Tag photos have loaded the models the Live worker
             # uses, so its first detections do not wait on a cold TensorFlow load.
+            t_start = time.monotonic()
             listing = watch_live(page, url, NAME, "live_known.png")
-            assert NAME in listing
+            assert NAME in listing and re.search(rf"{NAME} — (possible )?match\s+·\s+for \d+ (s|min)", listing), listing
+            time.sleep(8)  # stay in view a little longer, then the clip ends
+            webrtc_frame(page).get_by_role("button", name="STOP").click()
+            in_view_s = time.monotonic() - t_start
+            rows = [r.split(",") for r in history_csv(page, url).strip().splitlines()[1:]]
+            log(f"history after the clip: {rows}; stream ran at most {in_view_s:.0f} s")
+            assert [r[0] for r in rows] == [NAME]
+            assert 3 <= int(rows[0][3]) <= in_view_s + 5, rows  # a plausible duration
             goto_page(page, "People")
+            page.get_by_role("button", name=NAME).wait_for()
+            page.get_by_test_id("stImage").first.wait_for()  # the enrolled face, round
+            wait_rendered(page)
+            page.screenshot(path=str(ARTIFACTS / "people_home.png"), full_page=True)
+            page.get_by_role("button", name=NAME).click()
             page.get_by_text(f"{NAME} ({len(photos)} photo(s))").wait_for()
+            page.get_by_test_id("stImage").nth(len(photos) - 1).wait_for()
             page.screenshot(path=str(ARTIFACTS / "people.png"), full_page=True)
         finally:
             browser.close()

@@ -53,7 +53,11 @@ def test_flip_default_comes_from_the_backbone_and_settings_can_override(tiny_emb
 
 
 def test_embedder_key_names_base_head_and_size(tiny_embedder):
-    assert tiny_embedder.key == "face-resnet@32+none"
+    from facerec.embed import Embedder
+
+    assert tiny_embedder.key == "face-resnet@32+none"  # built-in weights: the plain key, as before
+    configured = Embedder(tiny_embedder.backbone, tiny_embedder._model, weights_id="0123456789")
+    assert configured.key == "face-resnet#0123456789@32+none"  # a user's weights file: its content digest
 
 
 def test_grid_pooling_of_several_layers_keeps_layout_and_unit_blocks():
@@ -75,7 +79,7 @@ def test_grid_pooling_of_several_layers_keeps_layout_and_unit_blocks():
     assert not np.allclose(y[0], y[1], atol=1e-3)
 
 
-@pytest.mark.parametrize("name", ["resnet50", "vgg16", "face-resnet"])
+@pytest.mark.parametrize("name", ["resnet50", "vgg16", "face-resnet", "mobilefacenet"])
 def test_registry_feature_size_matches_the_shipped_head(name):
     """The registry's pooling gives the feature length the shipped head expects (weights=None)."""
     from facerec.embed import shipped_head

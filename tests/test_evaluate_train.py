@@ -115,3 +115,33 @@ def test_train_head_refuses_too_few_people_and_writes_nothing(tmp_path):
         train_head(feats, ["a", "a", "b", "b", "c", "c"], np.ones(6, bool), BACKBONES["resnet50"], tmp_path / "h",
                    method="lda")
     assert not list(tmp_path.iterdir())
+
+
+def test_a_detection_cache_write_cut_short_leaves_no_broken_cache(tmp_path):
+    """train-head's caches are written whole or not at all: a write that fails half-way
+    (here the file-size limit; a kill or a full disk alike) must not leave a partial file
+    that breaks the next run (it was written in place before)."""
+    import resource
+    import signal
+
+    from conftest import BlobDetector, png_bytes, synthetic_photo
+    from facerec.train import detect_dataset
+
+    paths = []
+    for i in range(40):
+        p = tmp_path / f"p{i}.png"
+        p.write_bytes(png_bytes(synthetic_photo([1 + i % 3], seed=i)))
+        paths.append(p)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    try:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (512, hard))  # the cache is a few kB
+        with pytest.raises(OSError):
+            detect_dataset(paths, BlobDetector(), tmp_path / "cache")
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old)
+    faces = detect_dataset(paths, BlobDetector(), tmp_path / "cache")  # must not read a broken cache
+    assert len(faces) == 40 and all(f is not None for f in faces)
+    again = detect_dataset(paths, BlobDetector(), tmp_path / "cache")  # now from the cache
+    assert [f.box for f in again] == [f.box for f in faces]

@@ -132,8 +132,9 @@ def test_a_large_jpeg_is_decoded_reduced_with_its_full_size_known():
     assert photo.pixels.shape == (300, 400, 3) and photo.scale == 0.25  # 1/4: the smallest DCT scale >= 400
     assert decode_photo(data, "big.jpg", min_side=500).pixels.shape == (600, 800, 3)  # 1/4 would be too small
     assert decode_photo(data, "big.jpg").pixels.shape == (1200, 1600, 3)
-    png = decode_photo(_encode(img, "PNG"), "big.png", min_side=400)  # only JPEG has DCT scaling
-    assert png.pixels.shape == (1200, 1600, 3) and png.scale == 1.0
+    png = _encode(img, "PNG")  # no DCT scaling: reduced by an integer factor right after decoding
+    assert decode_photo(png, "big.png", min_side=400).pixels.shape == (300, 400, 3)
+    assert decode_photo(png, "big.png", min_side=800).scale == 1.0  # not over twice min_side: full size
 
 
 @needs_shared

@@ -80,3 +80,36 @@ def test_face_resnet_puts_same_person_closer(tmp_path):
     a1, a2, b = vec("madonna", "1.jpg"), vec("madonna", "2.jpg"), vec("elton_john", "1.jpg")
     assert rec.embedder.dim == 128
     assert a1 @ a2 > a1 @ b and a1 @ a2 > a2 @ b
+
+
+def test_embedder_key_follows_the_weights_files_content_not_its_path(tmp_path):
+    """Issue 12: a different file behind the same FACEREC_WEIGHTS_* path gives other keys (and
+    the new weights), never the old model under the old key; the same bytes elsewhere, the same key."""
+    import shutil
+
+    import keras
+
+    from facerec.embed import build_mobilefacenet, load_embedder
+
+    keras.utils.set_random_seed(0)
+    net = build_mobilefacenet()
+    arrays = {f"{layer.name}:{i}": w for layer in net.layers for i, w in enumerate(layer.get_weights())}
+    path = tmp_path / "weights.npz"
+    np.savez(path, **arrays)
+    s = Settings(backbone="mobilefacenet", cache_dir=tmp_path / "cache", weights=(("mobilefacenet", path),))
+    crops = np.random.default_rng(0).integers(0, 255, (2, 112, 112, 3)).astype(np.uint8)
+    first = load_embedder(s, use_head=False)
+    v1 = first.embed(crops)
+    assert str(path) not in first.key and first.key.startswith("mobilefacenet#")
+    assert load_embedder(s, use_head=False).key == first.key  # unchanged file: same key, same model
+
+    arrays["embedding:0"] = arrays["embedding:0"][:, :, ::-1, :].copy()  # other weights, same size, same path
+    np.savez(path, **arrays)
+    second = load_embedder(s, use_head=False)
+    assert second.key != first.key
+    assert not np.allclose(second.embed(crops), v1, atol=1e-4)  # and the new weights are the ones used
+
+    elsewhere = tmp_path / "copy.npz"
+    shutil.copy(path, elsewhere)
+    moved = load_embedder(s.replace(weights=(("mobilefacenet", elsewhere),)), use_head=False)
+    assert moved.key == second.key

@@ -1,0 +1,294 @@
+"""Who may use the app, and which server folders it may read.
+
+Pure functions, usable without a Streamlit runtime (app.py draws the screens):
+
+- the admin password: an Argon2id hash (argon2-cffi, random salt per hash) in
+  ``GALLERY/.facerec/admin_password``, mode 0600, written atomically;
+- sign-in throttling: failed attempts are counted in
+  ``GALLERY/.facerec/signin_failures.json`` (server side, so a new browser session
+  does not reset it); from the :data:`FREE_ATTEMPTS`-th failure in a row each
+  attempt must wait 2, 4, 8... seconds (at most :data:`MAX_DELAY_S`) after the last;
+- whether the app is served to other machines (:func:`is_local_address`,
+  :func:`served_remotely`) and what it then shows (:func:`gate`);
+- the folders the Tag photos page may read (:func:`photo_roots`, :func:`allowed_folder`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+from facerec.errors import ConfigError, FaceRecError
+
+PASSWORD_FILE = "admin_password"
+THROTTLE_FILE = "signin_failures.json"
+MIN_PASSWORD_LENGTH = 8
+FREE_ATTEMPTS = 3  # wrong passwords in a row before attempts are delayed (typos)
+MAX_DELAY_S = 600.0
+PROXY_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip", "x-forwarded-host")
+
+_LOCK = threading.Lock()  # one sign-in check at a time per server process
+
+
+def _hasher():
+    """The Argon2id hasher (RFC 9106 low-memory profile: 64 MiB, 3 passes)."""
+    from argon2 import PasswordHasher
+
+    return PasswordHasher()
+
+
+def state_dir(gallery: Path) -> Path:
+    """``GALLERY/.facerec``: where the password hash and the failure count live."""
+    return Path(gallery) / ".facerec"
+
+
+def password_file(gallery: Path) -> Path:
+    """The file holding the admin password's hash for ``gallery``."""
+    return state_dir(gallery) / PASSWORD_FILE
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically, as a file only its owner can read (0600)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)  # whatever the umask
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def hash_password(password: str) -> str:
+    """A salted Argon2id hash of ``password`` (the encoded ``$argon2id$...`` string)."""
+    return _hasher().hash(password)
+
+
+def verify_password(password: str, encoded: str) -> bool:
+    """Whether ``password`` matches the encoded hash (never raises on a mismatch)."""
+    from argon2.exceptions import InvalidHashError, VerificationError
+
+    try:
+        return _hasher().verify(encoded, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def set_password(gallery: Path, password: str) -> Path:
+    """Store the hash of a new admin password for ``gallery`` (0600) and forget past failures.
+
+    Raises:
+        ConfigError: the password is shorter than :data:`MIN_PASSWORD_LENGTH` or blank.
+    """
+    if len(password) < MIN_PASSWORD_LENGTH or not password.strip():
+        raise ConfigError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+    path = password_file(gallery)
+    _write_private(path, (hash_password(password) + "\n").encode())
+    Throttle(state_dir(gallery) / THROTTLE_FILE).reset()
+    return path
+
+
+def clear_password(gallery: Path) -> bool:
+    """Remove the admin password of ``gallery``; ``False`` when none was set."""
+    path = password_file(gallery)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    (state_dir(gallery) / THROTTLE_FILE).unlink(missing_ok=True)
+    return True
+
+
+def stored_hash(gallery: Path) -> str | None:
+    """The admin password's hash for ``gallery``, or ``None`` when no password is set.
+
+    Raises:
+        ConfigError: the file cannot be read, or others than its owner may write it
+            (anyone who can replace the hash can sign in).
+    """
+    path = password_file(gallery)
+    try:
+        mode = path.stat().st_mode
+        if mode & 0o022:
+            raise ConfigError(f"{path} may be written by others; run: chmod 600 {path}")
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the admin password file {path}: {exc.strerror}") from None
+    if not text.startswith("$argon2"):
+        raise ConfigError(f"{path} is not a password hash; set it again with: facerec admin set-password")
+    return text
+
+
+def delay_after(failures: int) -> float:
+    """Seconds an attempt must wait after ``failures`` wrong passwords in a row."""
+    if failures < FREE_ATTEMPTS:
+        return 0.0
+    return float(min(2.0 ** (failures - FREE_ATTEMPTS + 1), MAX_DELAY_S))
+
+
+@dataclass
+class Throttle:
+    """Failed sign-ins in a row, kept in a file (0600) so every session and restart sees them."""
+
+    path: Path
+
+    def load(self) -> tuple[int, float]:
+        """``(failures in a row, time of the last one)``; a missing or bad file counts as none."""
+        try:
+            data = json.loads(self.path.read_text())
+            return int(data["failures"]), float(data["last_failure"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0, 0.0
+
+    def wait_s(self, now: float | None = None) -> float:
+        """Seconds until the next attempt is allowed (0 when it is now)."""
+        failures, last = self.load()
+        now = time.time() if now is None else now
+        return max(0.0, last + delay_after(failures) - now)
+
+    def record_failure(self, now: float | None = None) -> float:
+        """Count a wrong password; return the delay the next attempt must wait."""
+        failures, _ = self.load()
+        failures += 1
+        _write_private(self.path, json.dumps({"failures": failures,
+                                              "last_failure": time.time() if now is None else now}).encode())
+        return delay_after(failures)
+
+    def reset(self) -> None:
+        """Forget the failures (after a successful sign-in or a new password)."""
+        self.path.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """The outcome of one password attempt: ``ok``, else how long to wait before the next."""
+
+    ok: bool
+    wait_s: float = 0.0
+    checked: bool = True  # False: refused unchecked, the previous failure's delay was still running
+
+
+def attempt_sign_in(gallery: Path, password: str, now: float | None = None) -> SignIn:
+    """Check ``password`` against the admin password of ``gallery``, throttled.
+
+    While the delay earned by earlier failures runs, the attempt is refused without
+    being checked (and without counting). One check runs at a time per process.
+
+    Raises:
+        ConfigError: no password is set, or its file is unusable (see :func:`stored_hash`).
+    """
+    with _LOCK:
+        encoded = stored_hash(gallery)
+        if encoded is None:
+            raise ConfigError("no admin password is set; set one with: facerec admin set-password")
+        throttle = Throttle(state_dir(gallery) / THROTTLE_FILE)
+        wait = throttle.wait_s(now)
+        if wait > 0:
+            return SignIn(False, wait, checked=False)
+        if verify_password(password, encoded):
+            throttle.reset()
+            return SignIn(True)
+        return SignIn(False, throttle.record_failure(now))
+
+
+def is_local_address(address: str | None) -> bool:
+    """Whether a server listening on ``address`` is reachable from this machine only.
+
+    ``localhost`` and loopback addresses (127.0.0.0/8, ``::1``) are; an empty address
+    (Streamlit's default: every interface), ``0.0.0.0``, ``::`` and any other address
+    or host name are not.
+    """
+    if not address:
+        return False
+    addr = address.strip().strip("[]").lower()
+    if addr == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(addr).is_loopback
+    except ValueError:
+        return False
+
+
+def served_remotely(address: str | None, headers: Mapping[str, str] | None = None) -> bool:
+    """Whether the app may be reached from other machines: it listens beyond loopback, or
+    a request came through a reverse proxy (forwarding headers), which may be public."""
+    if not is_local_address(address):
+        return True
+    return any(h.lower() in PROXY_HEADERS for h in (headers or {}))
+
+
+def gate(*, remote: bool, password_set: bool, oidc_configured: bool, signed_in: bool) -> str:
+    """What the app shows: ``"open"`` (the app), ``"sign-in"`` or ``"configure"`` (how to set up sign-in).
+
+    Any configured sign-in is required wherever the app listens; with none, a local app
+    is open and a remotely served one shows only how to configure sign-in.
+    """
+    if signed_in:
+        return "open"
+    if password_set or oidc_configured:
+        return "sign-in"
+    return "configure" if remote else "open"
+
+
+def email_allowed(email: str | None, patterns: Iterable[str], verified: bool | None = None) -> bool:
+    """Whether an OpenID Connect user may use the app: their email matches one of
+    ``patterns`` (case-insensitive shell patterns: ``ann@example.org``, ``*@example.org``,
+    ``*`` for everyone the identity provider signs in) and is not marked unverified."""
+    if not email or verified is False:
+        return False
+    email = email.strip().lower()
+    return any(fnmatchcase(email, p.strip().lower()) for p in patterns if p and p.strip())
+
+
+def photo_roots(configured: Sequence[Path] | None, remote: bool, home: Path | None = None) -> list[Path]:
+    """The folders (resolved) under which the Tag photos page may read photos.
+
+    ``configured`` (``FACEREC_PHOTO_ROOTS``) when given; otherwise the user's home folder
+    when the app is local, and none (uploads only) when it is served to other machines.
+    """
+    if configured is not None:
+        roots = list(configured)
+    elif remote:
+        roots = []
+    else:
+        roots = [Path.home() if home is None else home]
+    return [Path(os.path.realpath(Path(r).expanduser())) for r in roots]
+
+
+def within_roots(path: Path, roots: Sequence[Path]) -> bool:
+    """Whether ``path``, symlinks resolved, is one of ``roots`` or lies under one."""
+    real = Path(os.path.realpath(path))
+    return any(real == r or r in real.parents for r in roots)
+
+
+def allowed_folder(folder: str | Path, roots: Sequence[Path]) -> Path:
+    """The real path of ``folder`` when it is an existing folder under ``roots``.
+
+    A missing folder and one outside the roots (a symlink pointing out of them
+    included) get the same answer, so the page does not tell which server paths exist.
+
+    Raises:
+        FaceRecError: not an allowed folder.
+    """
+    where = ", ".join(map(str, roots)) or "none"
+    text = str(folder).strip()
+    path = Path(text).expanduser()
+    real = Path(os.path.realpath(path))
+    if not text or not path.is_absolute() or not within_roots(real, roots) or not real.is_dir():
+        raise FaceRecError(f"{text}: no such folder under the allowed photo folders ({where})")
+    return real

@@ -1,0 +1,109 @@
+"""The People page: a grid of enrolled faces (cached on disk), search, and a person's page with
+confirmed removals and success messages (AppTest; no models loaded)."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import png_bytes, synthetic_photo
+from facerec import history, photonames, thumbs
+from facerec.gallery import Gallery, content_hash
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+BOX = (30, 20, 48, 48)  # where synthetic_photo puts the first face
+
+
+@pytest.fixture
+def app(tmp_path, monkeypatch):
+    monkeypatch.setenv("FACEREC_GALLERY", str(tmp_path / "g"))
+    monkeypatch.setenv("FACEREC_CACHE_DIR", str(tmp_path / "cache"))
+    return AppTest.from_file(APP, default_timeout=60), Gallery(tmp_path / "g"), tmp_path / "cache"
+
+
+def add(g: Gallery, name: str, person: int, seed: int = 0, original: str | None = None) -> str:
+    data = png_bytes(synthetic_photo([person], seed=seed))
+    g.add_photo(name, data, BOX, np.ones(4, np.float32), "m", ".png")
+    if original:
+        photonames.remember(g.root, content_hash(data), original)
+    return content_hash(data)
+
+
+def people_buttons(at) -> list[str]:
+    return [b.label for b in at.button if b.label not in ("Sign out",)]
+
+
+def test_grid_of_faces_with_counts_and_search(app, monkeypatch):
+    at, g, cache = app
+    for i, name in enumerate(["Ann Lee", "Bob Stone", "Zoë Martin"]):
+        add(g, name, i + 1)
+    add(g, "Ann Lee", 1, seed=7)
+    at.run()
+    assert people_buttons(at) == ["Ann Lee", "Bob Stone", "Zoë Martin"]
+    assert [c.value for c in at.main.caption][1:] == ["2 photo(s)", "1 photo(s)", "1 photo(s)"]
+    assert len(at.image) == 3 and len(list((cache / "thumbs").glob("*_face.png"))) == 3
+    assert {oct(stat.S_IMODE(f.stat().st_mode)) for f in (cache / "thumbs").iterdir()} == {"0o600"}  # faces
+    # a second visit decodes nothing: every face comes from the disk cache
+    decoded = []
+    monkeypatch.setattr(thumbs, "load_photo", lambda *a, **k: decoded.append(a) or pytest.fail("decoded"))
+    at.run()
+    assert decoded == [] and len(at.image) == 3
+    at.text_input[0].input("zoe").run()  # accents and case do not matter
+    assert people_buttons(at) == ["Zoë Martin"] and "1 match" in at.main.caption[0].value
+
+
+def test_person_page_removes_a_photo_only_after_confirmation(app):
+    at, g, cache = app
+    add(g, "Ann Lee", 1, seed=1, original="beach.jpg")
+    sha = add(g, "Ann Lee", 1, seed=2, original="party 2019.png")
+    at.run()
+    [b for b in at.button if b.label == "Ann Lee"][0].click().run()
+    assert sorted(i.captions[0] for i in at.image) == ["beach.jpg", "party 2019.png"]  # the original names
+    [b for b in at.button if b.key == f"rm_{sha[:16]}.png"][0].click().run()
+    assert "Remove party 2019.png from Ann Lee?" in at.warning[0].value
+    assert len(g.photos("Ann Lee")) == 2  # nothing removed yet
+    [b for b in at.button if b.label == "Cancel"][0].click().run()
+    assert len(at.warning) == 0 and len(g.photos("Ann Lee")) == 2
+    [b for b in at.button if b.key == f"rm_{sha[:16]}.png"][0].click().run()
+    [b for b in at.button if b.label == "Yes, remove it"][0].click().run()
+    assert at.success[0].value == "Removed party 2019.png from Ann Lee."
+    assert [p.sha for p in g.photos("Ann Lee")] != [] and sha not in {p.sha for p in g.photos("Ann Lee")}
+    assert not list((cache / "thumbs").glob(f"{sha[:32]}_*"))
+
+
+def test_rename_says_so_and_a_failed_rename_keeps_everything(app):
+    at, g, _ = app
+    add(g, "Ann Lee", 1)
+    add(g, "Bob Stone", 2)
+    history.History(g.root).record("Ann Lee", 1000.0)
+    at.run()
+    [b for b in at.button if b.label == "Ann Lee"][0].click().run()
+    at.text_input[0].input("Bob Stone").run()
+    [b for b in at.button if b.label == "Rename"][0].click().run()
+    assert "Not renamed" in at.error[0].value and "already enrolled" in at.error[0].value
+    assert "Ann Lee (1 photo(s))" in at.subheader[0].value  # still on Ann's page
+    at.text_input[0].input("Ann Lee-Smith").run()
+    [b for b in at.button if b.label == "Rename"][0].click().run()
+    assert at.success[0].value == "Renamed Ann Lee to Ann Lee-Smith."
+    assert [p.name for p in g.people()] == ["Ann Lee-Smith", "Bob Stone"]
+    assert history.History(g.root).people() == ["Ann Lee-Smith"]
+    [b for b in at.button if b.label == "← Everyone"][0].click().run()
+    assert people_buttons(at) == ["Ann Lee-Smith", "Bob Stone"]
+
+
+def test_forget_removes_history_thumbnails_and_names(app):
+    at, g, cache = app
+    sha = add(g, "Ann Lee", 1, original="me.jpg")
+    history.History(g.root).record("Ann Lee", 1000.0, b"face")
+    at.run()
+    assert list((cache / "thumbs").glob(f"{sha[:32]}_*"))
+    [b for b in at.button if b.label == "Ann Lee"][0].click().run()
+    at.checkbox[0].check().run()
+    [b for b in at.button if b.label == "Forget this person"][0].click().run()
+    assert "Forgot Ann Lee" in at.success[0].value
+    assert g.people() == [] and history.History(g.root).people() == []
+    assert not list((cache / "thumbs").glob(f"{sha[:32]}_*")) and photonames.names(g.root) == {}
