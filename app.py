@@ -45,7 +45,7 @@ from facerec.detect import rescale_face
 from facerec.draw import draw_labels
 from facerec.embed import calibrated_threshold
 from facerec.gallery import content_hash, validate_name, write_atomic
-from facerec.images import is_image_path, load_photo
+from facerec.images import is_image_path, load_photo, pixel_budget
 from facerec.tagcache import TagCache
 from facerec.tagging import csv_report, find_photos, identify_files, json_report
 from facerec.video import LiveProcessor, LiveSnapshot
@@ -209,6 +209,8 @@ def page_identify(rec: FaceRecognizer) -> None:
     else:
         picture = st.file_uploader("Photo", type=IMAGE_TYPES, key="identify_upload",
                                    max_upload_size=MAX_UPLOAD_MB, help=PHOTO_HELP)
+    if picture is not None:
+        prepare_gallery(rec)
     identify_picture(rec, picture)
 
 
@@ -222,6 +224,35 @@ def enrol_faces(rec: FaceRecognizer, data: bytes, sha: str, fname: str):
             cache.clear()
         cache[key] = rec.embed(rec.find_faces(rec.read(data, fname)))
     return cache[key]
+
+
+def prepare_gallery(rec: FaceRecognizer) -> None:
+    """Embed the enrolled photos that lack vectors for this base (after a base switch) with a
+    progress bar; while another session is doing it, show its progress and look again in a moment."""
+    bar = None
+
+    def progress(items):
+        nonlocal bar
+        items = list(items)
+        bar = st.progress(0.0, text=f"Preparing the gallery for {rec.settings.backbone}...")
+        for i, item in enumerate(items, start=1):
+            yield item
+            bar.progress(i / len(items), text=f"Preparing the gallery for {rec.settings.backbone}: "
+                                              f"{i} of {len(items)} photos")
+
+    try:
+        rec.refresh(progress, wait=False)
+    except EmptyGalleryError:
+        pass
+    except GalleryBusyError:
+        done, total = rec.preparing or (0, 0)
+        st.info(f"The gallery is being prepared for {rec.settings.backbone} ({done} of {total} photos); "
+                "this page continues when it is ready.")
+        time.sleep(1.0)
+        st.rerun()
+    finally:
+        if bar is not None:
+            bar.empty()
 
 
 def gallery_matcher(rec: FaceRecognizer):
@@ -264,6 +295,8 @@ def page_enroll(rec: FaceRecognizer) -> None:
     files = list(uploads or []) + ([shot] if shot else [])
     if not files:
         return
+    if people:
+        prepare_gallery(rec)
     matcher = gallery_matcher(rec) if people else None
     if people and matcher is None:
         st.caption("The enrolled people cannot be compared with these photos right now (the gallery is being "
@@ -595,9 +628,9 @@ def page_tag(rec: FaceRecognizer) -> None:
                                   help=f"At most {MAX_ZIP_UPLOAD_BYTES // 2**20} MB; only its photos are unpacked.")
         if upload is not None and st.button("Tag photos"):
             data, _ = read_upload(upload, MAX_ZIP_UPLOAD_BYTES)
-            with tempfile.TemporaryDirectory(prefix="facerec-tag-") as tmp:
-                paths = extract_zip(data, Path(tmp))
-                run_tagger(rec, paths, Path(tmp).resolve())
+            with tempfile.TemporaryDirectory(prefix="facerec-tag-") as tmp, pixel_budget():
+                paths = extract_zip(data, Path(tmp))  # a budget of decoded pixels for the whole zip:
+                run_tagger(rec, paths, Path(tmp).resolve())  # its photos past it fail one by one
     if "tag_results" not in st.session_state:
         return
     rows, csv_text, json_text, notes = st.session_state["tag_results"]

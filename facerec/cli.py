@@ -34,6 +34,17 @@ def _progress(desc: str, quiet: bool):
     return wrap
 
 
+def _threshold_arg(text: str) -> float | str:
+    """``--threshold``: a number in [0, 1] or ``calibrated`` (checked by Settings)."""
+    from facerec.settings import parse_threshold
+
+    try:
+        value = parse_threshold(text)
+    except FaceRecError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return "calibrated" if value is None else value
+
+
 def _warn(msg: str) -> None:
     print(f"facerec: {msg}", file=sys.stderr)
 
@@ -442,8 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                        help="average each face's vector with its mirror image's (default: per backbone; on for resnet50)")
     thresh = argparse.ArgumentParser(add_help=False)
-    thresh.add_argument("--threshold", type=float, metavar="T",
-                        help="recognition threshold on the match score, 0-1; below it a face is `unknown` (default: calibrated per backbone)")
+    thresh.add_argument("--threshold", type=_threshold_arg, metavar="T",
+                        help="recognition threshold on the match score, 0-1, or `calibrated` (the default: the value "
+                             "calibrated for the base and head in use); below it a face is `unknown`")
 
     p = argparse.ArgumentParser(prog="facerec", description="Offline face recognition: enrol people, then name them in photos.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter,

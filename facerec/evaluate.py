@@ -88,6 +88,14 @@ def open_set_scores(X: np.ndarray, labels: Sequence[str], k: int = 3, seed: int 
     labels = np.asarray(labels)
     valid = np.ones(len(labels), dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
     enrol, probe, known = split_protocol(labels, k, seed)
+    pred, score = _best_matches(X, labels, valid, enrol, probe, rule)
+    return pred, score, labels[probe], known
+
+
+def _best_matches(X: np.ndarray, labels: np.ndarray, valid: np.ndarray, enrol: np.ndarray, probe: np.ndarray,
+                  rule: str) -> tuple[np.ndarray, np.ndarray]:
+    """Fit the matcher on the valid ``enrol`` rows; ``(pred, score)`` per ``probe`` row, before any
+    threshold (``""`` and 0 for a probe whose detection failed)."""
     enrol = enrol[valid[enrol]]
     matcher = CosineMatcher(threshold=0.0, rule=rule).fit(X[enrol], labels[enrol])
     ok = valid[probe]
@@ -97,7 +105,7 @@ def open_set_scores(X: np.ndarray, labels: Sequence[str], k: int = 3, seed: int 
         matches = matcher.match(X[probe[ok]])
         pred[ok] = [m.name for m in matches]
         score[ok] = [m.score for m in matches]
-    return pred, score, labels[probe], known
+    return pred, score
 
 
 def open_set_metrics(pred, score, truth, known, threshold: float, detection_failures: int = 0,
@@ -178,16 +186,8 @@ def folds_open_set_scores(X: np.ndarray, labels: Sequence[str], k: int = 3, fold
                 probe += list(idx[k:])
                 known += [True] * len(idx[k:])
             enrol, probe = np.array(enrol, dtype=int), np.array(probe, dtype=int)
-            enrol = enrol[valid[enrol]]
-            enrolled.append(len(set(labels[enrol])))
-            matcher = CosineMatcher(threshold=0.0, rule=rule).fit(X[enrol], labels[enrol])
-            ok = valid[probe]
-            pred = np.full(len(probe), "", dtype=object)
-            score = np.zeros(len(probe))
-            if ok.any():
-                matches = matcher.match(X[probe[ok]])
-                pred[ok] = [m.name for m in matches]
-                score[ok] = [m.score for m in matches]
+            enrolled.append(len(set(labels[enrol[valid[enrol]]])))
+            pred, score = _best_matches(X, labels, valid, enrol, probe, rule)
             preds.append(pred)
             scores.append(score)
             truths.append(labels[probe])

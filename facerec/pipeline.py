@@ -76,15 +76,22 @@ def align_faces(photo: Photo, faces: list[Face], size: int, zoom: float) -> list
     return out
 
 
-def find_faces(photo: Photo, detector: Detector, size: int, zoom: float) -> list[Face]:
+def find_faces(photo: Photo, detector: Detector, size: int, zoom: float, retry: bool = False) -> list[Face]:
     """Every face of a decoded photo, aligned: boxes and landmarks in displayed-photo pixels,
-    crops ``(size, size, 3)`` uint8 cut from the decoded pixels (most confident first)."""
-    return find_faces_many([photo], detector, size, zoom)[0]
+    crops ``(size, size, 3)`` uint8 cut from the decoded pixels (most confident first).
+    ``retry``: when none is found, look again with the detector's ``finer()`` variant."""
+    return find_faces_many([photo], detector, size, zoom, retry)[0]
 
 
-def find_faces_many(photos: list[Photo], detector: Detector, size: int, zoom: float) -> list[list[Face]]:
+def find_faces_many(photos: list[Photo], detector: Detector, size: int, zoom: float,
+                    retry: bool = False) -> list[list[Face]]:
     """:func:`find_faces` for several photos, detected together (batched over same-size photos)."""
     found = detector.detect_many([p.pixels for p in photos], [p.scale for p in photos])
+    empty = [i for i, faces in enumerate(found) if not faces]
+    if retry and empty and hasattr(detector, "finer"):
+        again = detector.finer().detect_many([photos[i].pixels for i in empty], [photos[i].scale for i in empty])
+        for i, faces in zip(empty, again):
+            found[i] = faces
     return [[rescale_face(f, p.scale).replace(crop=face_crop(p.pixels, f.box, f.landmarks, size, zoom))
              for f in faces] for p, faces in zip(photos, found)]
 
@@ -191,7 +198,7 @@ class FaceRecognizer:
     def find_faces(self, photo: Photo) -> list[Face]:
         """Every face of a decoded photo, aligned, in displayed-photo pixels (see :func:`find_faces`)."""
         e = self.embedder
-        return find_faces(photo, self.detector, e.input_size, e.backbone.zoom)
+        return find_faces(photo, self.detector, e.input_size, e.backbone.zoom, self.settings.retry_no_face)
 
     # -- matching ----------------------------------------------------------------------
 

@@ -21,6 +21,11 @@ CALIBRATED = "calibrated"
 """A threshold setting meaning: the calibrated threshold of the base and head in use."""
 
 
+def _truthy(text: str) -> bool:
+    """An environment variable's yes/no (``1``, ``true``, ``yes``, ``on``: yes)."""
+    return text.strip().lower() in ("1", "true", "yes", "on")
+
+
 def parse_threshold(value: Any) -> float | None:
     """A recognition threshold from a number, a numeric string or ``"calibrated"``
     (``None`` means calibrated too).
@@ -113,6 +118,9 @@ class Settings:
             this many pixels before detection (boxes are mapped back).
         flip: average each face's vector with its mirror image's; ``None`` uses
             the backbone's measured default.
+        retry_no_face: when no face is found in a single photo (enrolment, the app's
+            Identify), look again with a finer pyramid down to 12 px. Folder tagging does
+            not (it would slow down every photo without a face).
         batch_size: faces per embedding batch.
         cache_dir: converted weights and feature caches live here.
         head: a trained head file stem (``PATH.weights.h5`` + ``PATH.json``)
@@ -136,6 +144,7 @@ class Settings:
     threshold: float | None = None
     max_detect_side: int = 1280
     flip: bool | None = None
+    retry_no_face: bool = True
     batch_size: int = 32
     cache_dir: Path = field(default_factory=default_cache_dir)
     weights: tuple[tuple[str, Path], ...] = ()
@@ -209,7 +218,7 @@ class Settings:
             "gallery": Path, "backbone": str, "detector": str,
             "detection_confidence": float, "min_face_size": int, "min_face_fraction": float,
             "threshold": parse_threshold, "max_detect_side": int, "batch_size": int,
-            "cache_dir": Path, "head": Path, "ice_servers": str, "flip": lambda s: s.strip().lower() in ("1", "true", "yes", "on"),
+            "cache_dir": Path, "head": Path, "ice_servers": str, "flip": _truthy, "retry_no_face": _truthy,
             "photo_roots": lambda s: tuple(Path(p) for p in s.split(os.pathsep) if p.strip()),
         }
         for name, cast in casts.items():

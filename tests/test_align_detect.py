@@ -125,3 +125,51 @@ def test_compiled_mtcnn_gives_the_packages_boxes_and_landmarks_on_real_photos():
             # ONet's landmarks move a little with its input box (OpenCV vs TensorFlow resizing)
             assert np.abs(best.landmarks - theirs_lm).max() <= max(3.0, 0.1 * best.box[2]), path.name
     assert total >= 25
+
+
+def test_a_photo_with_no_face_found_gets_a_second_look_when_enrolling(tmp_path, tiny_embedder):
+    """Enrolment (and the app's Identify) look again with the detector's finer variant when the
+    default pass finds nothing; folder tagging does not, and ``retry_no_face=False`` turns it off."""
+    from conftest import BlobDetector, png_bytes, synthetic_photo
+
+    from facerec.errors import NoFaceError
+    from facerec.pipeline import FaceRecognizer
+
+    class ShySearch(BlobDetector):
+        """Finds nothing at first, every face with a finer pyramid (as MTCNN does on a few photos)."""
+
+        fine = False
+
+        def detect(self, image):
+            return super().detect(image) if self.fine else []
+
+        def finer(self):
+            other = ShySearch()
+            other.fine = True
+            return other
+
+    photo = png_bytes(synthetic_photo([1]))
+    rec = FaceRecognizer(Settings(gallery=tmp_path / "g", cache_dir=tmp_path / "c"), detector=ShySearch(),
+                         embedder=tiny_embedder)
+    assert rec.enroll("Ann", photo, source="ann.png").record.person == "Ann"
+    off = FaceRecognizer(Settings(gallery=tmp_path / "g2", cache_dir=tmp_path / "c", retry_no_face=False),
+                         detector=ShySearch(), embedder=tiny_embedder)
+    with pytest.raises(NoFaceError):
+        off.enroll("Ann", photo, source="ann.png")
+
+
+@needs_shared
+@pytest.mark.realdata
+def test_the_finer_pass_finds_celeba_faces_the_default_pyramid_misses():
+    """On celeba_dev the default pyramid finds no face in 135045.jpg and 151608.jpg (a face a
+    person sees at once); MTCNN's finer variant finds it, at the default confidence."""
+    from facerec.detect import make_detector
+    from facerec.images import load_image
+
+    det = make_detector(Settings())
+    for name in ("135045.jpg", "151608.jpg"):
+        path = next((CELEB5.parent / "celeba_dev").rglob(name))
+        image = load_image(path)
+        assert det.detect(image) == []
+        faces = det.finer().detect(image)
+        assert len(faces) == 1 and faces[0].score >= 0.9 and min(faces[0].box[2:]) >= 100

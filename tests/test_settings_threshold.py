@@ -131,3 +131,18 @@ def test_base_without_weights_is_not_saved(tmp_path, monkeypatch):
     assert message.startswith("Not saved: the weights of vgg16 cannot be loaded here; to use it, ")
     assert "FACEREC_WEIGHTS_VGG16" in message and "\n" not in message and message.count(". ") == 0
     assert "base: face-resnet" in at.sidebar.caption[0].value
+
+
+def test_cli_threshold_takes_calibrated_over_the_environment(monkeypatch, capsys):
+    """``--threshold calibrated`` restores the calibrated value even when FACEREC_THRESHOLD sets
+    a number; a value outside [0, 1] is a one-line usage error."""
+    from facerec import cli
+
+    monkeypatch.setenv("FACEREC_THRESHOLD", "0.5")
+    args = cli.build_parser().parse_args(["identify", "x.jpg", "--threshold", "calibrated"])
+    assert cli._settings(args).threshold is None
+    args = cli.build_parser().parse_args(["identify", "x.jpg"])
+    assert cli._settings(args).threshold == 0.5
+    with pytest.raises(SystemExit):
+        cli.main(["identify", "x.jpg", "--threshold", "2"])
+    assert "threshold" in capsys.readouterr().err
