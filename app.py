@@ -47,7 +47,7 @@ from facerec.embed import calibrated_threshold
 from facerec.gallery import content_hash, validate_name, write_atomic
 from facerec.images import is_image_path, load_photo, pixel_budget
 from facerec.tagcache import TagCache
-from facerec.tagging import csv_report, find_photos, identify_files, json_report
+from facerec.tagging import csv_report, find_photos, identify_files, json_report, printable
 from facerec.video import LiveProcessor, LiveSnapshot
 from facerec.types import Match
 from facerec.verdict import verdict
@@ -585,8 +585,8 @@ def run_tagger(rec: FaceRecognizer, paths: list[Path], shown_root: Path) -> None
     if not paths:
         st.warning("No photos found there.")
         return
-    def shown(path: Path) -> str:
-        return str(path.relative_to(shown_root)) if shown_root in path.parents else str(path)
+    def shown(path: Path) -> str:  # printable: a file name that is not UTF-8 breaks the table
+        return printable(str(path.relative_to(shown_root)) if shown_root in path.parents else str(path))
 
     bar = st.progress(0.0, text=f"0 / {len(paths)} photos")
     results, rows, notes = [], [], []
@@ -595,7 +595,7 @@ def run_tagger(rec: FaceRecognizer, paths: list[Path], shown_root: Path) -> None
     for i, res in enumerate(identify_files(rec, paths, cache=cache), start=1):
         results.append(res)
         if res.error or not res.faces:  # listed under the table, with the reason
-            notes.append(f"{shown(res.path)}: {res.error or 'no face found'}")
+            notes.append(printable(f"{shown(res.path)}: {res.error or 'no face found'}"))
         if res.faces and threshold is None:
             threshold = rec.threshold
         for (face, match), thumb in zip(res.faces, face_thumbnails(res)):

@@ -170,7 +170,7 @@ class _CompiledMTCNN:
         self._tf = tf
         self._stages = [StagePNet(), StageRNet(), StageONet()]
         for stage in self._stages:
-            stage._model = tf.function(stage._model, input_signature=spec)
+            stage._model = tf.function(stage._model, input_signature=spec, autograph=False)  # plain Keras calls
 
     def __call__(self, images: list[np.ndarray], min_face_size: int) -> list[list[dict]]:
         """MTCNN's JSON results (``box`` x, y, w, h; ``confidence``; ``keypoints``) per image."""

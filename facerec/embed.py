@@ -550,7 +550,8 @@ class Embedder:
 
         if self._predict is None:  # traced once for any batch size
             spec = tf.TensorSpec([None, self.input_size, self.input_size, 3], tf.float32)
-            self._predict = tf.function(lambda t: self._model(t, training=False), input_signature=[spec])
+            self._predict = tf.function(lambda t: self._model(t, training=False), input_signature=[spec],
+                                        autograph=False)  # no Python control flow to convert (and no AutoGraph warning)
         return np.asarray(self._predict(tf.constant(x)))
 
     def embed(self, crops: np.ndarray, flip: bool | None = None, batch_size: int = 32) -> np.ndarray:

@@ -20,6 +20,10 @@ from PIL import Image, UnidentifiedImageError
 
 from facerec.errors import ImageError
 
+# Broken EXIF is tolerated (the photo is read as if it had none), so Pillow's warning per
+# bad tag is noise: one malformed EXIF block printed 2,000 lines on stderr.
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.TiffImagePlugin")
+
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".pgm", ".ppm", ".heic", ".heif"})
 MAX_PIXELS = 100_000_000
 """Largest photo decoded, in pixels (100 megapixels: 300 MB as RGB). Checked from the
@@ -300,8 +304,14 @@ def read_bytes(path: Path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
     """
     path = Path(path)
     try:
+        # checked before opening too: opening a FIFO waits for a writer, forever
+        mode = path.stat().st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(21, "Is a directory", str(path))
+        if not stat.S_ISREG(mode):
+            raise ImageError(f"{path}: not a regular file")
         with path.open("rb") as f:
-            st = os.fstat(f.fileno())
+            st = os.fstat(f.fileno())  # and what was opened (it may have been swapped since)
             if not stat.S_ISREG(st.st_mode):
                 raise ImageError(f"{path}: not a regular file")
             data = f.read(max_bytes + 1)

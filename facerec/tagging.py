@@ -79,6 +79,12 @@ class PhotoResult:
 CSV_COLUMNS = ("path", "face", "name", "score", "x", "y", "w", "h")
 
 
+def printable(text: str) -> str:
+    """``text`` with the bytes of a file name that is not valid UTF-8 (Python's surrogate
+    escapes) written as ``\\udcXX``: valid UTF-8 for reports, tables and downloads."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def csv_report(results: Iterable[PhotoResult]) -> str:
     """CSV text, one row per face: ``path, face, name, score, x, y, w, h``.
 
@@ -92,7 +98,7 @@ def csv_report(results: Iterable[PhotoResult]) -> str:
     writer.writerow(CSV_COLUMNS)
     for res in results:
         writer.writerows(csv_rows(res))
-    return buf.getvalue()
+    return printable(buf.getvalue())
 
 
 def csv_rows(res: PhotoResult) -> list[list]:
@@ -121,7 +127,8 @@ def json_report(results: Iterable[PhotoResult]) -> str:
             for i, (f, m) in enumerate(res.faces, start=1)]})
         faces += len(res.faces)
     summary = {"photos": len(photos) + len(failed), "tagged": len(photos), "failed": len(failed), "faces": faces}
-    return json.dumps({"photos": photos, "failed": failed, "summary": summary}, indent=1, ensure_ascii=False) + "\n"
+    return printable(json.dumps({"photos": photos, "failed": failed, "summary": summary}, indent=1,
+                                ensure_ascii=False)) + "\n"  # a \udcXX left by printable() is a JSON escape
 
 
 def find_photos(paths: Iterable[Path], recursive: bool = True, exclude: Sequence[Path] = ()) -> Iterator[Path]:

@@ -183,6 +183,37 @@ def test_a_link_to_an_endless_device_is_refused_without_reading_it(tmp_path):
         read_bytes(link)
 
 
+def test_a_fifo_named_like_a_photo_fails_at_once_instead_of_hanging(tmp_path):
+    """Opening a FIFO waits for a writer forever: `facerec tag` hung on one (directly or
+    through a link) before the file type was checked ahead of opening it."""
+    import os
+    import threading
+
+    from facerec.images import read_bytes
+
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    link = tmp_path / "photo.jpg"
+    link.symlink_to(fifo)
+    outcome = {}
+
+    def read_both():
+        for p in (fifo, link):
+            try:
+                read_bytes(p)
+            except ImageError as exc:
+                outcome[p.name] = str(exc)
+
+    t = threading.Thread(target=read_both, daemon=True)
+    t.start()
+    t.join(10)
+    if t.is_alive():  # release the hung reader so the test process can end
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        os.close(fd)
+    assert not t.is_alive() and set(outcome) == {"pipe.jpg", "photo.jpg"}
+    assert all("not a regular file" in m for m in outcome.values())
+
+
 def test_a_file_over_the_byte_limit_is_refused(tmp_path):
     from facerec.images import read_bytes
 
@@ -191,3 +222,24 @@ def test_a_file_over_the_byte_limit_is_refused(tmp_path):
     with pytest.raises(ImageError, match="too large"):
         read_bytes(big, max_bytes=1000)
     assert read_bytes(big, max_bytes=1001) == b"\xff" * 1001
+
+
+def test_malformed_exif_is_read_quietly():
+    """A JPEG whose EXIF claims 2,000 tags larger than the file decoded fine but made Pillow
+    print 2,000 warnings on stderr (one per tag)."""
+    import subprocess
+    import sys
+
+    code = """
+import io, struct
+from PIL import Image
+from facerec.images import decode_photo
+buf = io.BytesIO(); Image.new("RGB", (64, 64), (90, 120, 150)).save(buf, "JPEG"); good = buf.getvalue()
+ifd = b"Exif\\0\\0II*\\0" + struct.pack("<IH", 8, 2000) + b"".join(
+    struct.pack("<HHII", 0x0112 + i, 7, 0xFFFFFFF0, 0xFFFFFF00) for i in range(2000))
+app1 = b"\\xff\\xe1" + struct.pack(">H", min(len(ifd) + 2, 65535)) + ifd[:65533]
+print(decode_photo(good[:2] + app1 + good[2:], "x.jpg").pixels.shape)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "(64, 64, 3)" in out.stdout, out.stderr[-500:]
+    assert "Warning" not in out.stderr, out.stderr[:300]

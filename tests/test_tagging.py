@@ -69,6 +69,28 @@ def test_json_report_has_photos_faces_and_failures(recognizer, photo_dir):
     assert doc["summary"] == {"photos": 4, "tagged": 3, "failed": 1, "faces": 4}
 
 
+def test_a_file_name_that_is_not_utf8_is_reported_not_a_crash(recognizer, tmp_path):
+    """`facerec tag --report` crashed writing a report (and the app's table) when a photo's
+    name was not valid UTF-8; the name is now written with \\udcXX escapes that JSON reads
+    back as the same Python path."""
+    import os
+
+    _enrol(recognizer)
+    d = tmp_path / "odd"
+    d.mkdir()
+    name = os.fsdecode(b"caf\xe9.png")  # Latin-1 bytes: not UTF-8
+    (d / name).write_bytes(png_bytes(synthetic_photo([1])))
+    (d / os.fsdecode(b"bad\xff.jpg")).write_bytes(b"")  # a failure whose message holds the name
+    results = list(identify_files(recognizer, sorted(d.iterdir())))
+    doc = json.loads(json_report(results))
+    assert [Path(p["path"]).name for p in doc["photos"]] == [name]
+    assert [Path(p["path"]).name for p in doc["failed"]] == [os.fsdecode(b"bad\xff.jpg")]
+    assert doc["photos"][0]["faces"][0]["name"] == "Ann"
+    text = csv_report(results)
+    text.encode("utf-8")  # writable as UTF-8
+    assert "caf\\udce9.png" in text
+
+
 def test_reports_of_nothing_are_valid():
     assert csv_report([]) == "path,face,name,score,x,y,w,h\n"
     assert json.loads(json_report([PhotoResult(Path("x.jpg"), error="x.jpg: file is empty")]))["failed"] == [
