@@ -123,19 +123,21 @@ class Models:
 
     @property
     def detector(self) -> Detector:
-        with self._detector_lock:
-            if self._detector is None:
-                import_tensorflow()
-                self._detector = make_detector(self.settings)
-            return self._detector
+        if self._detector is None:  # the lock only while loading, not on every photo or frame
+            with self._detector_lock:
+                if self._detector is None:
+                    import_tensorflow()
+                    self._detector = make_detector(self.settings)
+        return self._detector
 
     @property
     def embedder(self) -> Embedder:
-        with self._embedder_lock:
-            if self._embedder is None:
-                import_tensorflow()
-                self._embedder = load_embedder(self.settings)
-            return self._embedder
+        if self._embedder is None:
+            with self._embedder_lock:
+                if self._embedder is None:
+                    import_tensorflow()
+                    self._embedder = load_embedder(self.settings)
+        return self._embedder
 
 
 class FaceRecognizer:

@@ -23,7 +23,7 @@ from PIL import Image
 
 from facerec.align import crop_box
 from facerec.errors import FaceRecError
-from facerec.gallery import private_dir, write_atomic
+from facerec.gallery import private_dir, shred, write_atomic
 from facerec.images import load_photo
 
 THUMBS_DIR = "thumbs"
@@ -100,7 +100,8 @@ def photo_thumb(photo_path: Path, sha: str, box, cache_dir: Path, size: int = 24
 
 
 def forget(cache_dir: Path, shas: Iterable[str]) -> int:
-    """Delete every cached picture of these photos; returns how many files."""
+    """Delete every cached picture of these photos (overwritten first, as the gallery's own
+    files are: they are crops of a person's face); returns how many files."""
     folder = Path(cache_dir) / THUMBS_DIR
     if not folder.is_dir():
         return 0
@@ -108,6 +109,6 @@ def forget(cache_dir: Path, shas: Iterable[str]) -> int:
     n = 0
     for p in folder.iterdir():
         if p.name.split("_", 1)[0] in prefixes:
-            p.unlink(missing_ok=True)
+            shred(p)
             n += 1
     return n
