@@ -325,7 +325,7 @@ class Gallery:
         for suffix in ("", "-wal", "-shm"):
             tighten(Path(f"{self.db_path}{suffix}"), 0o600)
         with self._connect() as con:
-            con.execute("PRAGMA journal_mode=WAL")  # persistent: set once per database
+            use_wal(con)
             fresh = con.execute("SELECT 1 FROM sqlite_master WHERE name='vectors'").fetchone() is None
             if fresh:  # an existing index is only read here: opening a gallery never waits for a writer
                 con.executescript(_SCHEMA)
@@ -810,6 +810,21 @@ class Gallery:
                     os.replace(dst, src)
                 _rollback(con)
                 raise
+
+
+def use_wal(con: sqlite3.Connection, tries: int = 100) -> None:
+    """Put the database in WAL mode (persistent: a no-op once set). Switching takes an exclusive
+    lock and SQLite does not wait for it (no busy handler there): two processes opening a new
+    gallery at once got "database is locked", so it is retried for up to ~10 s."""
+    for attempt in range(tries):
+        try:
+            if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                con.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == tries - 1:
+                raise
+            time.sleep(0.1)
 
 
 def _rollback(con: sqlite3.Connection) -> None:

@@ -33,7 +33,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from facerec.gallery import checkpoint, private_dir, private_file, tighten
+from facerec.gallery import use_wal, checkpoint, private_dir, private_file, tighten
 from facerec.types import Face, Match
 
 _SCHEMA = """
@@ -67,7 +67,7 @@ class TagCache:
         self._lock = threading.Lock()
         self._con = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         self._con.execute("PRAGMA secure_delete=ON")
-        self._con.execute("PRAGMA journal_mode=WAL")
+        use_wal(self._con)  # retried: several processes may open a new cache at once
         self._con.execute("PRAGMA synchronous=NORMAL")
         fresh = self._con.execute("SELECT 1 FROM sqlite_master WHERE name='photos'").fetchone() is None
         self._con.executescript(_SCHEMA)
