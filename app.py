@@ -39,11 +39,11 @@ except ImportError as _exc:
 from facerec import BACKBONES, FaceRecError, FaceRecognizer, Settings, auth
 from facerec import history, photonames, thumbs
 from facerec.enrolcheck import concerns, name_key, owners, resemblance, similar_names
+from facerec.quality import face_quality
 from facerec.errors import EmptyGalleryError, GalleryBusyError
 from facerec.align import crop_box
 from facerec.detect import rescale_face
 from facerec.draw import draw_labels
-from facerec.embed import calibrated_threshold
 from facerec.gallery import content_hash, validate_name, write_atomic
 from facerec.images import is_image_path, load_photo, pixel_budget
 from facerec.tagcache import TagCache
@@ -193,9 +193,11 @@ def identify_picture(rec: FaceRecognizer, source) -> None:
     items = [(rescale_face(f, 1.0 / photo.scale).box, f"{i}. {v.label}", True if v.sure else (None if v.known else False))
              for i, ((f, _), v) in enumerate(zip(results, verdicts), start=1)]
     st.image(draw_labels(photo.pixels, items), caption=f"{len(results)} face(s)")
-    for i, v in enumerate(verdicts, start=1):
+    for i, ((face, _), v) in enumerate(zip(results, verdicts), start=1):
         st.markdown(f"**{i}. {v.headline}**")
-        st.caption(v.detail)
+        quality = face_quality(face)
+        why = f" A poor face for recognition ({quality.describe()}): that may be why." if quality.poor and not v.sure else ""
+        st.caption(v.detail + why)
     if not results:
         st.info("No face found in this photo.")
 
@@ -344,6 +346,10 @@ def page_enroll(rec: FaceRecognizer) -> None:
         worries = [f"This photo is already enrolled for {', '.join(o for o in owned if o != name)}."] if owned else []
         if valid:
             worries += concerns(resemblance(matcher, face.vector, name), name, threshold)
+        quality = face_quality(face)
+        if quality.poor:
+            worries.append(f"A poor photo for recognition ({quality.describe()}): a sharp, frontal photo "
+                           "names this person more reliably.")
         if worries:
             cols[1].warning(f"{fname}: " + " ".join(worries))
             if not cols[1].checkbox(f"Yes, this is {name or 'this person'}: save it anyway",
@@ -660,6 +666,7 @@ def page_settings(settings: Settings) -> None:
     """
     from facerec import weights
     from facerec.classify import threshold_range
+    from facerec.thresholds import recognition_threshold
     from facerec.embed import build_architecture, get_backbone
     from facerec.settings import saved_thresholds, threshold_key, with_threshold
 
@@ -680,7 +687,8 @@ def page_settings(settings: Settings) -> None:
                "OpenCV's Haar cascade is faster but misses more faces and does not align them.")
 
     key = threshold_key(backbone, settings.head)
-    default = calibrated_threshold(settings.replace(backbone=backbone))
+    enrolled = [r.person for r in recognizer(settings).gallery.photos()]  # no model is loaded for this
+    default = recognition_threshold(settings.replace(backbone=backbone, threshold=None), enrolled)
     saved = saved_thresholds(choices)
     mine = saved[key] if key in saved else settings.threshold if backbone == settings.backbone else None
     current = default if mine is None else mine
@@ -691,7 +699,8 @@ def page_settings(settings: Settings) -> None:
     generation = st.session_state.get("threshold_generation", 0)  # a new slider after "use the calibrated"
     threshold = st.slider("Unknown threshold", lo, hi, float(current), step, format="%.3f",
                           key=f"threshold_{key}_{generation}")
-    state = f"calibrated value for this base: {default:.3f}, " + (
+    people = len(set(enrolled))
+    state = f"calibrated value for this base and {people} {'person' if people == 1 else 'people'}: {default:.3f}, " + (
         "in use" if mine is None else f"in use: {mine:.3f}, saved for {backbone}")
     st.caption(f"Faces whose best match scores below this are called unknown: higher means fewer wrong names but "
                f"more unknowns ({state}). Each base keeps its own threshold.")

@@ -26,15 +26,15 @@ import numpy as np
 BASES = ("face-resnet", "mobilefacenet")
 
 
-def load_vectors(shared: Path, cache: Path) -> tuple[list, np.ndarray, dict[str, np.ndarray], np.ndarray]:
-    """``(paths, labels, {base: (N, D) vectors}, valid)`` for lfw_dev's test half, cached in ``cache``."""
+def load_vectors(shared: Path, cache: Path, split: str = "test") -> tuple[list, np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """``(paths, labels, {base: (N, D) vectors}, valid)`` for one half of lfw_dev, cached in ``cache``."""
     from facerec.detect import make_detector
     from facerec.embed import get_backbone, l2_normalize
     from facerec.evaluate import embed_views
     from facerec.settings import Settings
     from facerec.train import detect_dataset, labelled_photos
 
-    photos = labelled_photos(shared / "lfw_dev", split="test")
+    photos = labelled_photos(shared / "lfw_dev", split=split)
     paths = [p for p, _ in photos]
     labels = np.array([n for _, n in photos])
     if cache.is_file():

@@ -39,9 +39,11 @@ _MODULES = {
     "facerec.gallery": "Gallery Person PhotoRecord validate_name",
     "facerec.images": "Photo PixelBudget decode_image decode_photo load_image load_photo pixel_budget",
     "facerec.pipeline": "FaceRecognizer pick_face",
+    "facerec.quality": "Quality face_quality",
     "facerec.settings": "Settings",
     "facerec.tagcache": "TagCache",
     "facerec.tagging": "PhotoResult PhotoWorker csv_report find_photos identify_files json_report tag_photos",
+    "facerec.thresholds": "StrangerCurve recognition_threshold",
     "facerec.types": "UNKNOWN Face Match",
     "facerec.xmp": "write_sidecar",
     "facerec.video": "LiveProcessor LiveSnapshot Presence TrackedFace",
@@ -87,9 +89,11 @@ if TYPE_CHECKING:
     from facerec.gallery import Gallery, Person, PhotoRecord, validate_name
     from facerec.images import Photo, PixelBudget, decode_image, decode_photo, load_image, load_photo, pixel_budget
     from facerec.pipeline import FaceRecognizer, pick_face
+    from facerec.quality import Quality, face_quality
     from facerec.settings import Settings
     from facerec.tagcache import TagCache
     from facerec.tagging import PhotoResult, PhotoWorker, csv_report, find_photos, identify_files, json_report, tag_photos
+    from facerec.thresholds import StrangerCurve, recognition_threshold
     from facerec.types import UNKNOWN, Face, Match
     from facerec.xmp import write_sidecar
     from facerec.video import LiveProcessor, LiveSnapshot, Presence, TrackedFace

@@ -114,6 +114,9 @@ def cmd_enroll(args: argparse.Namespace) -> int:
             continue
         dup += result.duplicate
         added += not result.duplicate
+        if result.quality is not None and result.quality.poor:
+            _warn(f"warning: {path}: a poor photo for recognition ({result.quality.describe()}); "
+                  "a sharp, frontal photo of a larger face names this person more reliably")
     people = len({n for n, _ in items})
     _warn(f"enrolled {added} photo(s) of {people} person(s) in {rec.gallery.root}"
           + (f"; {dup} already enrolled" if dup else "") + (f"; {skipped} skipped" if skipped else ""))

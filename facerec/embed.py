@@ -616,6 +616,11 @@ def _head_stem(settings: Settings, head: Path | None, use_head: bool | None) -> 
     return (head or shipped_head(settings.backbone)) if use_head else None
 
 
+def uses_head(settings: Settings) -> bool:
+    """Whether :func:`load_embedder` puts a head on the settings' base."""
+    return _head_stem(settings, None, None) is not None
+
+
 def calibrated_threshold(settings: Settings) -> float:
     """The default recognition threshold of the settings' base and head, read without loading a model."""
     stem = _head_stem(settings, None, None)

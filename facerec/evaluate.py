@@ -209,6 +209,42 @@ def evaluate_folds(X, labels, k: int = 3, threshold: float | None = None, folds:
     return open_set_metrics(pred, score, truth, known, threshold, failures, people)
 
 
+def stranger_curve(X: np.ndarray, labels: Sequence[str], valid: np.ndarray, grid: np.ndarray, max_k: int = 5,
+                   strangers_named: float = 0.02, seed: int = 0):
+    """Calibrate a :class:`~facerec.classify.StrangerCurve` on labelled vectors (the shipped
+    ones: lfw_dev's train half, so no benchmark person is in it).
+
+    For each ``k`` in ``1..max_k``, everyone with at least ``k`` detected photos is enrolled
+    with ``k`` of them (seeded choice; centroid rule, as :class:`CosineMatcher`), and every
+    detected photo of *another* person is scored against them: ``survival[k - 1][j]`` is the
+    fraction of those pairs scoring ``>= grid[j]``.
+    """
+    from facerec.classify import cosine_to_score
+    from facerec.thresholds import StrangerCurve
+    from facerec.embed import l2_normalize
+
+    labels = np.asarray(labels)
+    good = np.flatnonzero(np.asarray(valid, dtype=bool))
+    rng = np.random.default_rng(seed)
+    people, owner = np.unique(labels[good], return_inverse=True)
+    photos = {p: good[owner == i] for i, p in enumerate(people)}
+    grid = np.asarray(grid, dtype=np.float64)
+    rows = []
+    for k in range(1, max_k + 1):
+        ids = [i for i, p in enumerate(people) if len(photos[p]) >= k]
+        C = l2_normalize(np.stack([X[rng.permutation(photos[people[i]])[:k]].sum(axis=0) for i in ids]))
+        ids = np.asarray(ids)
+        above = np.zeros(len(grid))
+        pairs = 0
+        for s in range(0, len(good), 512):
+            scores = cosine_to_score(l2_normalize(X[good[s:s + 512]]) @ C.T)
+            v = np.sort(scores[owner[s:s + 512, None] != ids[None, :]])
+            pairs += v.size
+            above += v.size - np.searchsorted(v, grid, side="left")
+        rows.append(tuple(float(f"{a / pairs:.4g}") for a in above))
+    return StrangerCurve(tuple(float(g) for g in grid), tuple(rows), strangers_named)
+
+
 def best_overall(pred, score, truth, known) -> tuple[float, float]:
     """``(overall, threshold)`` at the threshold that maximises overall accuracy (an oracle)."""
     cands = np.unique(np.concatenate([score, [0.0, 1.0 + 1e-9]]))
@@ -484,6 +520,41 @@ def compare_bases(shared: Path, bases: Sequence[str] = ("face-resnet", "mobilefa
             "results": results}
 
 
+CURVE_GRIDS = {"face-resnet": (0.80, 1.0), "mobilefacenet": (0.20, 1.0)}
+"""Where each base's match scores of strangers spread (lfw_dev), for its curve's grid."""
+
+
+def _write_curves(shared: Path, bases: Sequence[str], out_dir: Path, argv) -> int:
+    """``--write-curves``: :func:`stranger_curve` of each base on lfw_dev's train half."""
+    import json
+    import sys
+
+    from facerec.detect import make_detector
+    from facerec.embed import get_backbone, l2_normalize
+    from facerec.settings import Settings
+    from facerec.train import detect_dataset, labelled_photos
+
+    photos = labelled_photos(shared / "lfw_dev", split="train")
+    paths, labels = [p for p, _ in photos], [n for _, n in photos]
+    settings = Settings()
+    faces = detect_dataset(paths, make_detector(settings), settings.cache_dir)
+    valid = np.array([f is not None for f in faces])
+    views = embed_views(bases, paths, faces, settings)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for base in bases:
+        plain, mirror, _ = views[base]
+        X = l2_normalize(plain + mirror) if get_backbone(base).flip else plain
+        lo, hi = CURVE_GRIDS.get(base, (0.0, 1.0))
+        curve = stranger_curve(X, labels, valid, np.round(np.arange(lo, hi, 0.0005), 4))
+        doc = {"base": base, "data": "lfw_dev train half (facerec.train.person_split)",
+               "photos": len(paths), "faces": int(valid.sum()),
+               "command": "python -m facerec.evaluate " + " ".join(sys.argv[1:] if argv is None else argv),
+               **curve.to_dict()}
+        (out_dir / f"{base}.json").write_text(json.dumps(doc) + "\n")
+        print(f"{base}: {out_dir / (base + '.json')}", file=sys.stderr)
+    return 0
+
+
 def _main(argv: Sequence[str] | None = None) -> int:
     """``python -m facerec.evaluate SHARED_FACES --json OUT``: :func:`compare_bases`."""
     import argparse
@@ -497,8 +568,15 @@ def _main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("-k", nargs="+", type=int, default=[1, 3, 5])
     ap.add_argument("--folds", type=int, default=4)
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    ap.add_argument("--json", type=Path, required=True)
+    ap.add_argument("--json", type=Path, help="where to write the comparison")
+    ap.add_argument("--write-curves", type=Path, metavar="DIR",
+                    help="instead, calibrate each base's stranger curve on lfw_dev's train half and write "
+                         "DIR/<base>.json (the shipped ones: facerec/calibration)")
     args = ap.parse_args(argv)
+    if args.write_curves:
+        return _write_curves(args.shared, args.bases, args.write_curves, argv)
+    if args.json is None:
+        ap.error("--json is required")
     t0 = time.time()
     out = compare_bases(args.shared, args.bases, args.k, args.folds, args.seeds)
     import facerec

@@ -20,6 +20,7 @@ from facerec.embed import Embedder, import_tensorflow, load_embedder
 from facerec.errors import EmptyGalleryError, GalleryBusyError, ImageError, ManyFacesError, NoFaceError
 from facerec.gallery import Gallery, PhotoRecord, content_hash
 from facerec.images import Photo, decode_photo
+from facerec.quality import Quality, face_quality
 from facerec.settings import Settings
 from facerec.types import Face, Match
 
@@ -103,6 +104,7 @@ class Enrolled:
     record: PhotoRecord
     face: Face
     duplicate: bool
+    quality: Quality | None = None
 
 
 class Models:
@@ -159,6 +161,7 @@ class FaceRecognizer:
         self._matcher: CosineMatcher | None = None
         self._fitted_version: int | None = None
         self._preparing: tuple[int, int] | None = None
+        self._gallery_threshold: float | None = None  # calibrated for the fitted gallery
 
     @property
     def detector(self) -> Detector:
@@ -170,9 +173,14 @@ class FaceRecognizer:
 
     @property
     def threshold(self) -> float:
-        """The recognition threshold in use (setting, else the base+head's calibrated one)."""
-        t = self.settings.threshold
-        return self.embedder.threshold if t is None else t
+        """The recognition threshold in use: the setting, else the one calibrated for the base
+        and head and, where the base ships a stranger curve, for the gallery as last fitted
+        (:func:`facerec.thresholds.recognition_threshold`)."""
+        if self.settings.threshold is not None:
+            return self.settings.threshold
+        with self._lock:
+            fitted = self._gallery_threshold
+        return self.embedder.threshold if fitted is None else fitted
 
     # -- faces -----------------------------------------------------------------------
 
@@ -251,7 +259,11 @@ class FaceRecognizer:
                 raise EmptyGalleryError(
                     f"nobody is enrolled in {self.gallery.root}; enrol people first (facerec enroll)")
             from facerec.classify import CosineMatcher
+            from facerec.thresholds import recognition_threshold
 
+            calibrated = recognition_threshold(self.settings.replace(threshold=None), names, self.embedder.threshold)
+            with self._lock:
+                self._gallery_threshold = calibrated
             matcher = CosineMatcher(threshold=self.threshold).fit(X, names)
             with self._lock:
                 self._matcher, self._fitted_version = matcher, version
@@ -340,7 +352,7 @@ class FaceRecognizer:
         from facerec import photonames
 
         photonames.remember(self.gallery.root, rec.sha, source)  # shown on the People page
-        return Enrolled(rec, face, duplicate)
+        return Enrolled(rec, face, duplicate, face_quality(face) if face.crop is not None else None)
 
     def rename(self, old: str, new: str) -> str:
         """Rename a person in the gallery and in the who-was-here history; returns the new

@@ -570,17 +570,18 @@ def tag_photos(recognizer: FaceRecognizer, paths: Iterable[Path], *, cache: "Tag
                 model = load()
             if on_model:
                 on_model(*model)
-        key, threshold = model
-        if settings.threshold is not None:
-            threshold = settings.threshold
+        key, fixed = model
         gallery.sync()
         X, names, missing = gallery.vectors(key)
         matcher = None
         if missing:
-            matcher = recognizer.refresh(refresh_progress)
+            recognizer.refresh(refresh_progress)
             X, names, _ = gallery.vectors(key)
         elif len(X) == 0:
             raise EmptyGalleryError(f"nobody is enrolled in {gallery.root}; enrol people first (facerec enroll)")
+        from facerec.thresholds import recognition_threshold
+
+        threshold = recognition_threshold(settings, names, fixed)
         gal = gallery_match_key(key, threshold, X, names)
         pipe = pipeline_key(settings, key, settings.detector)
 

@@ -94,3 +94,77 @@ def test_scores_stay_in_unit_interval():
     m = CosineMatcher(threshold=0.0).fit(X, np.repeat(["a", "b", "c"], 4))
     scores = [mt.score for mt in m.match(-X)]  # opposite vectors: negative cosines clip to 0
     assert min(scores) >= 0.0 and max(scores) <= 1.0 and 0.0 in scores
+
+
+def _people(rng, n_people, photos, dim=24, noise=0.9):
+    """Synthetic identities: a random unit direction per person plus noise per photo."""
+    centres = rng.normal(size=(n_people, dim))
+    X = np.repeat(centres, photos, axis=0) + noise * rng.normal(size=(n_people * photos, dim))
+    labels = np.repeat([f"p{i}" for i in range(n_people)], photos)
+    return X.astype(np.float32), labels
+
+
+def _strangers_named(threshold, rng, n_enrolled, k=1):
+    X, labels = _people(rng, n_enrolled + 400, k + 1)
+    enrolled = np.isin(labels, [f"p{i}" for i in range(n_enrolled)])
+    first = np.zeros(len(labels), bool)
+    first[np.unique(labels, return_index=True)[1]] = True
+    m = CosineMatcher(threshold=threshold).fit(X[enrolled & first], labels[enrolled & first])
+    names = m.predict(X[~enrolled])
+    return float(np.mean(names != "unknown"))
+
+
+def test_the_stranger_curve_keeps_strangers_named_bounded_as_the_gallery_grows():
+    """A fixed threshold names more strangers the more people are enrolled; the curve's
+    threshold (calibrated once, on other people) rises with the gallery and keeps the share
+    near its target."""
+    from facerec.evaluate import stranger_curve
+
+    X, labels = _people(np.random.default_rng(0), 600, 3)
+    curve = stranger_curve(X, labels, np.ones(len(X), bool), np.round(np.arange(0.0, 1.0, 0.002), 3),
+                           max_k=3, strangers_named=0.03)
+    t10, t300 = curve.threshold([1] * 10), curve.threshold([1] * 300)
+    assert t10 < t300
+    rng = np.random.default_rng(1)
+    fixed = curve.threshold([1] * 10)
+    assert _strangers_named(fixed, rng, 300) > 0.10  # the small gallery's threshold, on a large one
+    for n in (10, 300):
+        assert _strangers_named(curve.threshold([1] * n), np.random.default_rng(2 + n), n) <= 0.05
+    assert len(curve.survival) == 3  # one row per photo count, 1..max_k
+
+
+def test_stranger_curve_round_trips_and_refuses_bad_documents():
+    from facerec.thresholds import StrangerCurve
+
+    c = StrangerCurve((0.1, 0.5, 0.9), ((0.5, 0.01, 0.0),), 0.02)
+    assert StrangerCurve.from_dict(c.to_dict()) == c
+    assert c.threshold([1]) == 0.5 and c.threshold([1] * 3) == 0.9  # 1 - 0.99**3 > 0.02
+    assert c.threshold([7, 2]) == c.threshold([1, 1])  # more photos than rows: the last row
+    with pytest.raises(ValueError):
+        StrangerCurve.from_dict({"grid": [0.9, 0.1], "survival": [[0.5, 0.0]]})
+    with pytest.raises(ValueError):
+        c.threshold([])
+
+
+def test_recognition_threshold_follows_the_gallery_unless_set():
+    from facerec.thresholds import recognition_threshold, stranger_curve
+    from facerec.embed import calibrated_threshold
+    from facerec.settings import Settings
+
+    s = Settings(backbone="face-resnet")
+    small = recognition_threshold(s, ["a", "b"])
+    large = recognition_threshold(s, [f"p{i}" for i in range(500)])
+    assert small < calibrated_threshold(s) < large  # the shipped curve, lfw_dev's train half
+    assert small == stranger_curve("face-resnet").threshold([1, 1])
+    assert recognition_threshold(s, []) == calibrated_threshold(s)  # nobody enrolled yet
+    assert recognition_threshold(s.replace(threshold=0.5), ["a"]) == 0.5  # a chosen threshold wins
+    assert recognition_threshold(s, ["a"], fixed=calibrated_threshold(s)) == small_one(s)
+    assert recognition_threshold(s, ["a"], fixed=0.8) == 0.8  # an embedder built with its own threshold
+    r50 = Settings(backbone="resnet50")  # a base used with its head: the head's fixed threshold
+    assert recognition_threshold(r50, ["a"]) == calibrated_threshold(r50)
+
+
+def small_one(settings):
+    from facerec.thresholds import stranger_curve
+
+    return stranger_curve(settings.backbone).threshold([1])

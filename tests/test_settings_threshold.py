@@ -113,7 +113,8 @@ def test_calibrated_is_one_click_away(app):
     doc = json.loads(saved.read_text())
     assert doc["threshold"] == CALIBRATED and doc["thresholds"]["face-resnet"] == CALIBRATED
     assert at.slider[0].value == pytest.approx(FACE_RESNET)
-    assert any(f"calibrated value for this base: {FACE_RESNET:.3f}, in use)" in c.value for c in at.caption)
+    assert any(f"calibrated value for this base and 0 people: {FACE_RESNET:.3f}, in use)" in c.value
+               for c in at.caption)  # nobody enrolled: the fixed calibration
 
 
 def test_base_without_weights_is_not_saved(tmp_path, monkeypatch):

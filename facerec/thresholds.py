@@ -1,0 +1,101 @@
+"""Recognition thresholds that follow the gallery: stranger curves (issue 13).
+
+Light on purpose (numpy only): the tagger decides the threshold of a cached run without
+importing scikit-learn or TensorFlow. The curves ship in ``facerec/calibration/<base>.json``,
+made by ``python -m facerec.evaluate SHARED --write-curves facerec/calibration``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class StrangerCurve:
+    """How often a stranger's face scores at or above a threshold against one enrolled
+    person, by how many photos that person has: the calibration of a gallery-size-aware
+    threshold (issue 13; ``facerec/calibration/<base>.json``, made by
+    :func:`facerec.evaluate.stranger_curve`).
+
+    With one fixed threshold, the share of strangers given *some* name grows with the number
+    of people enrolled (each is one more chance of a chance match): on lfw_dev's test half,
+    face-resnet named 0.1% of strangers with 10 people enrolled and 3.7% with 589. Treating
+    the people as independent chances, a stranger stays unnamed with probability
+    ``prod_p (1 - survival[k_p](t))``; :meth:`threshold` picks the lowest ``t`` on the grid
+    keeping that at ``1 - strangers_named`` or more. Small galleries get a lower threshold
+    (more of their people named), large ones a higher one.
+
+    Attributes:
+        grid: ``(G,)`` ascending thresholds (match scores in [0, 1]).
+        survival: one ``(G,)`` row per photo count ``k = 1..K``: the fraction of (stranger
+            photo, person enrolled with ``k`` photos) pairs scoring ``>= grid[j]``; a person
+            with more than ``K`` photos uses row ``K``.
+        strangers_named: the share of strangers the threshold may name, whatever the gallery.
+    """
+
+    grid: tuple[float, ...]
+    survival: tuple[tuple[float, ...], ...]
+    strangers_named: float = 0.02
+
+    def threshold(self, photos_per_person: Sequence[int]) -> float:
+        """The threshold for a gallery whose people have these photo counts (``>= 1`` each)."""
+        counts = np.asarray([c for c in photos_per_person if c > 0], dtype=int)
+        if len(counts) == 0:
+            raise ValueError("need at least one enrolled person")
+        rows = np.asarray(self.survival, dtype=np.float64)
+        per_k = np.bincount(np.minimum(counts, len(rows)) - 1, minlength=len(rows))
+        log_unnamed = per_k @ np.log1p(-np.clip(rows, 0.0, 1.0 - 1e-12))  # (G,)
+        ok = np.flatnonzero(log_unnamed >= np.log1p(-self.strangers_named))
+        return float(self.grid[ok[0]]) if len(ok) else 1.0
+
+    def to_dict(self) -> dict:
+        return {"grid": list(self.grid), "survival": [list(r) for r in self.survival],
+                "strangers_named": self.strangers_named}
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> "StrangerCurve":
+        grid = tuple(float(g) for g in doc["grid"])
+        survival = tuple(tuple(float(v) for v in row) for row in doc["survival"])
+        if not survival or any(len(r) != len(grid) for r in survival) or list(grid) != sorted(grid):
+            raise ValueError("a stranger curve needs an ascending grid and one survival row per photo count")
+        return cls(grid, survival, float(doc.get("strangers_named", 0.02)))
+
+
+CALIBRATION_DIR = Path(__file__).parent / "calibration"
+
+
+def stranger_curve(base: str) -> StrangerCurve | None:
+    """The shipped :class:`StrangerCurve` of a base's own features (``None`` when there is none)."""
+    path = CALIBRATION_DIR / f"{base}.json"
+    if not path.is_file():
+        return None
+    return StrangerCurve.from_dict(json.loads(path.read_text()))
+
+
+def recognition_threshold(settings, names: Sequence[str] | None = None, fixed: float | None = None) -> float:
+    """The threshold for a gallery: ``settings.threshold`` when set; else, for a base used
+    without a head that ships a :class:`StrangerCurve`, the curve's threshold for the
+    gallery's photos per person (``names``: one per enrolled vector); else the base and
+    head's fixed calibrated threshold. Reads no model.
+
+    Args:
+        fixed: the loaded embedder's own threshold, when known: an embedder built with
+            another threshold than its base's calibrated one keeps it (no curve applies).
+    """
+    from facerec.embed import calibrated_threshold, uses_head
+
+    if settings.threshold is not None:
+        return float(settings.threshold)
+    calibrated = calibrated_threshold(settings)
+    if fixed is not None and fixed != calibrated:
+        return float(fixed)
+    curve = None if uses_head(settings) else stranger_curve(settings.backbone)
+    if curve is None or not names:
+        return calibrated
+    _, counts = np.unique(np.asarray(names), return_counts=True)
+    return curve.threshold(counts)
