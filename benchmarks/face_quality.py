@@ -60,29 +60,11 @@ def dataset(shared: Path, name: str, base: str):
 
 def outcomes(X, labels, valid, threshold: float, protocol: str, k: int):
     """Per probe: ``(index, pred, score, truth, known)`` pooled over the protocol's folds/seeds."""
-    from facerec.evaluate import _best_matches, people_folds, split_protocol
+    from facerec.evaluate import _best_matches, fold_splits, split_protocol
 
+    splits = fold_splits(labels, k) if protocol == "folds" else [split_protocol(labels, k, 0)]
     rows = []
-    if protocol == "folds":
-        for seed in (0, 1, 2):
-            rng = np.random.default_rng(1000 + seed)
-            for strangers in people_folds(labels, 4, seed):
-                enrol, probe, known = [], [], []
-                for person in np.unique(labels):
-                    idx = np.flatnonzero(labels == person)
-                    if person in strangers:
-                        probe += list(idx)
-                        known += [False] * len(idx)
-                        continue
-                    idx = rng.permutation(idx)
-                    enrol += list(idx[:k])
-                    probe += list(idx[k:])
-                    known += [True] * len(idx[k:])
-                enrol, probe = np.array(enrol, int), np.array(probe, int)
-                pred, score = _best_matches(X, labels, valid, enrol, probe, "centroid")
-                rows.append((probe, pred, score, labels[probe], np.array(known, bool)))
-    else:
-        enrol, probe, known = split_protocol(labels, k, 0)
+    for enrol, probe, known in splits:
         pred, score = _best_matches(X, labels, valid, enrol, probe, "centroid")
         rows.append((probe, pred, score, labels[probe], known))
     cat = [np.concatenate([r[i] for r in rows]) for i in range(5)]

@@ -4,8 +4,9 @@ On lfw_dev's test half (``facerec.train.person_split``), each base's face vector
 with :func:`facerec.evaluate.embed_views` (the product's crops and embedders; the mirror view is used
 only where the registry's ``flip`` says so) and cached under /tmp. Then, for N enrolled people
 (drawn at random among people with at least k+1 detected photos; capped at how many there are),
-k photos each are enrolled in a :class:`facerec.classify.CosineMatcher` at the base's registry
-threshold. Strangers are up to 2,000 photos (seeded sample) of people who are not enrolled; enrolled
+k photos each are enrolled in a :class:`facerec.classify.CosineMatcher`, once at the base's fixed
+registry threshold and once at the gallery-size-aware threshold the product uses (its shipped
+:class:`facerec.thresholds.StrangerCurve`, for N people with k photos). Strangers are up to 2,000 photos (seeded sample) of people who are not enrolled; enrolled
 probes are the enrolled people's other photos. Photos with no face found are left out of every role
 (their count is reported). Each (base, k, N) is averaged over several seeded draws.
 
@@ -15,6 +16,7 @@ probes are the enrolled people's other photos. Photos with no face found are lef
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -73,10 +75,12 @@ def one_draw(X, labels, valid, n, k, threshold, rng, max_strangers=2000) -> dict
     strangers = np.array([i for i in good if labels[i] not in enrolled])
     if len(strangers) > max_strangers:
         strangers = rng.choice(strangers, size=max_strangers, replace=False)
+    if callable(threshold):  # a gallery-size-aware threshold, from the enrolled photo counts
+        threshold = threshold([k] * n_used)
     m = CosineMatcher(threshold=threshold).fit(X[enrol], labels[enrol])
     s_names = np.array([r.name for r in m.match(X[strangers])])
     p_names = np.array([r.name for r in m.match(X[probe])])
-    return {"n": n_used, "eligible": len(eligible), "strangers": int(len(strangers)), "probes": len(probe),
+    return {"n": n_used, "eligible": len(eligible), "threshold": float(threshold), "strangers": int(len(strangers)), "probes": len(probe),
             "strangers_named": float(np.mean(s_names != UNKNOWN)),
             "named_right": float(np.mean(p_names == labels[probe])),
             "named_wrong": float(np.mean((p_names != UNKNOWN) & (p_names != labels[probe])))}
@@ -99,40 +103,43 @@ def main(argv=None) -> int:
     paths, labels, vecs, valid = load_vectors(args.shared, args.cache)
     t_embed = time.time() - t0
     rows, results = [], {}
+    from facerec.thresholds import stranger_curve
+
     for b in BASES:
         th = float(get_backbone(b).threshold)
         results[b] = {"threshold": th, "flip": bool(get_backbone(b).flip), "runs": []}
-        for k in args.k:
-            for n in args.sizes:
-                draws = [one_draw(vecs[b], labels, valid, n, k, th, np.random.default_rng(1000 * k + d))
-                         for d in range(args.draws)]
-                summary = {"k": k, "n_requested": n, "n": draws[0]["n"], "eligible_people": draws[0]["eligible"],
-                           "draws": args.draws, "per_draw": draws}
-                for key in ("strangers_named", "named_right", "named_wrong"):
-                    v = np.array([d[key] for d in draws])
-                    summary[key] = {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max())}
-                summary["strangers_mean"] = float(np.mean([d["strangers"] for d in draws]))
-                summary["probes_mean"] = float(np.mean([d["probes"] for d in draws]))
-                results[b]["runs"].append(summary)
-                rows.append((b, th, summary))
+        modes = {"fixed": th, "gallery": stranger_curve(b).threshold}
+        for (mode, rule), k, n in itertools.product(modes.items(), args.k, args.sizes):
+            draws = [one_draw(vecs[b], labels, valid, n, k, rule, np.random.default_rng(1000 * k + d))
+                     for d in range(args.draws)]
+            summary = {"threshold_mode": mode, "threshold_used": draws[0]["threshold"], "k": k, "n_requested": n,
+                       "n": draws[0]["n"], "eligible_people": draws[0]["eligible"], "draws": args.draws,
+                       "per_draw": draws}
+            for key in ("strangers_named", "named_right", "named_wrong"):
+                v = np.array([d[key] for d in draws])
+                summary[key] = {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max())}
+            summary["strangers_mean"] = float(np.mean([d["strangers"] for d in draws]))
+            summary["probes_mean"] = float(np.mean([d["probes"] for d in draws]))
+            results[b]["runs"].append(summary)
+            rows.append((b, summary))
     load_after = os.getloadavg()
 
     def pct(s, key):
         return f"{100 * s[key]['mean']:.1f} ({100 * s[key]['min']:.1f}-{100 * s[key]['max']:.1f})"
 
-    lines = ["| base | threshold | k | N enrolled | strangers | enrolled probes | strangers named % (min-max) "
+    lines = ["| base | threshold (mode) | k | N enrolled | strangers | enrolled probes | strangers named % (min-max) "
              "| probes named right % (min-max) | probes named wrong % |",
              "|---|---|---|---|---|---|---|---|---|"]
-    for b, th, s in rows:
+    for b, s in rows:
         n = f"{s['n']}" + ("" if s["n"] == s["n_requested"] else f" (asked {s['n_requested']}; all eligible)")
-        lines.append(f"| {b} | {th:.4f} | {s['k']} | {n} | {s['strangers_mean']:.0f} | {s['probes_mean']:.0f} | "
+        lines.append(f"| {b} | {s['threshold_used']:.4f} ({s['threshold_mode']}) | {s['k']} | {n} | {s['strangers_mean']:.0f} | {s['probes_mean']:.0f} | "
                      f"{pct(s, 'strangers_named')} | {pct(s, 'named_right')} | {100 * s['named_wrong']['mean']:.1f} |")
     table = "\n".join(lines)
     print(table)
     out = {"issue": 13,
            "protocol": "lfw_dev test half (person_split). Per draw: N people drawn (seeded, rng 1000*k+draw) among "
                        "people with >= k+1 detected photos (N capped at that count); k of their photos enrolled "
-                       "(CosineMatcher, centroid rule, base's registry threshold), the rest are enrolled probes; "
+                       "(CosineMatcher, centroid rule, base's registry threshold, then the gallery-size-aware one), the rest are enrolled probes; "
                        "strangers = up to 2000 photos (seeded sample) of test-half people not enrolled. Photos with "
                        "no face found are excluded from all roles. Vectors: facerec.evaluate.embed_views, plain "
                        "view (neither base mirror-averages by default).",

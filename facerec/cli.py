@@ -444,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     model = argparse.ArgumentParser(add_help=False)
     model.add_argument("--backbone", choices=list(BACKBONES),
-                       help="base network (default: face-resnet): " + "; ".join(f"{k}: {v.description}" for k, v in BACKBONES.items()))
+                       help="base network (default: mobilefacenet): " + "; ".join(f"{k}: {v.description}" for k, v in BACKBONES.items()))
     model.add_argument("--detector", choices=["mtcnn", "opencv"], help="face detector (default mtcnn; opencv = Haar, faster, no landmarks)")
     model.add_argument("--min-face-size", type=int, metavar="PX", help="ignore faces smaller than this (pixels, default 20)")
     model.add_argument("--min-face-fraction", type=float, metavar="F",

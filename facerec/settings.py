@@ -112,8 +112,10 @@ class Settings:
             image pyramid stays small; 0 searches every face down to ``min_face_size``.
         threshold: recognition threshold on the match score in [0, 1]; below
             it a face is ``unknown``. ``None`` (or ``"calibrated"``, :data:`CALIBRATED`)
-            uses the calibrated value of the base and head in use. A number belongs to
-            one base: :meth:`replace` with another ``backbone`` or ``head`` drops it.
+            uses the value calibrated for the base and head in use and, where the base
+            ships a stranger curve, for the gallery's size (:mod:`facerec.thresholds`).
+            A number belongs to one base: :meth:`replace` with another ``backbone`` or
+            ``head`` drops it.
         max_detect_side: photos are downscaled so their longer side is at most
             this many pixels before detection (boxes are mapped back).
         flip: average each face's vector with its mirror image's; ``None`` uses
@@ -136,7 +138,7 @@ class Settings:
     """
 
     gallery: Path = Path("enroll_data")
-    backbone: str = "face-resnet"
+    backbone: str = "mobilefacenet"
     detector: str = "mtcnn"
     detection_confidence: float = 0.9
     min_face_size: int = 20

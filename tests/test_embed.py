@@ -114,7 +114,7 @@ def test_calibrated_threshold_follows_the_head_in_use(tmp_path):
     from facerec.embed import calibrated_threshold, shipped_head
     from facerec.settings import Settings
 
-    assert calibrated_threshold(Settings()) == BACKBONES["face-resnet"].threshold  # no head by default
+    assert calibrated_threshold(Settings()) == BACKBONES[Settings().backbone].threshold  # no head by default
     stem = shipped_head("resnet50")
     shipped = json.loads(stem.with_suffix(".json").read_text())["threshold"]
     assert calibrated_threshold(Settings(backbone="resnet50")) == shipped != BACKBONES["resnet50"].threshold

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from facerec.evaluate import evaluate_open_set, format_table, read_pairs, split_protocol
+from facerec.settings import Settings
 
 # amy (5 photos) and bob (6) are enrolled with k=3; cat (2), dan (1) and eve (exactly k=3) are strangers
 LABELS = np.array(["amy"] * 5 + ["bob"] * 6 + ["cat"] * 2 + ["dan"] + ["eve"] * 3)
@@ -134,7 +135,7 @@ def test_eval_command_on_real_faces(tmp_path, capsys):
     table = capsys.readouterr().err
     assert "rank-1" in table and "strangers named" in table and "LFW pairs" in table
     (label, r), = json.loads(out.read_text()).items()
-    assert label.startswith("face-resnet")
+    assert label.startswith(Settings().backbone)  # the default base
     assert r["enrolled_people"] == 8 and r["stranger_probes"] == 30
     assert r["rank1"] >= 0.95 and r["named_right"] >= 0.85
     assert r["strangers_named"] <= 0.1 and r["overall"] >= 0.85

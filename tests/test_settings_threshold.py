@@ -73,7 +73,7 @@ def app(tmp_path, monkeypatch):
     monkeypatch.setenv("FACEREC_GALLERY", str(tmp_path / "g"))
     monkeypatch.setenv("FACEREC_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("FACEREC_THRESHOLD", raising=False)
-    monkeypatch.delenv("FACEREC_BACKBONE", raising=False)
+    monkeypatch.setenv("FACEREC_BACKBONE", "face-resnet")  # face-resnet against resnet50: far-apart scales
     monkeypatch.setattr(weights, "load_weights", lambda name, model, settings, allow_download=True: "test")
     at = open_settings(AppTest.from_file(APP, default_timeout=120))
     return at, tmp_path / "g" / ".facerec" / "app_settings.json"
@@ -131,7 +131,7 @@ def test_base_without_weights_is_not_saved(tmp_path, monkeypatch):
     message = at.error[0].value
     assert message.startswith("Not saved: the weights of vgg16 cannot be loaded here; to use it, ")
     assert "FACEREC_WEIGHTS_VGG16" in message and "\n" not in message and message.count(". ") == 0
-    assert "base: face-resnet" in at.sidebar.caption[0].value
+    assert f"base: {Settings().backbone}" in at.sidebar.caption[0].value  # the base in use is unchanged
 
 
 def test_cli_threshold_takes_calibrated_over_the_environment(monkeypatch, capsys):

@@ -18,7 +18,7 @@ def test_from_env_reads_prefixed_variables():
 
 def test_overrides_beat_environment_and_none_is_ignored():
     s = Settings.from_env({"FACEREC_THRESHOLD": "0.7"}, threshold=0.3, backbone=None)
-    assert s.threshold == 0.3 and s.backbone == "face-resnet"
+    assert s.threshold == 0.3 and s.backbone == Settings().backbone == "mobilefacenet"
 
 
 @pytest.mark.parametrize("env", [{"FACEREC_THRESHOLD": "1.5"}, {"FACEREC_THRESHOLD": "abc"},
