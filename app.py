@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import html
 import io
 import json
 import math
 import tempfile
 import time
+import urllib.parse
 import zipfile
 from collections.abc import Mapping
 from datetime import datetime
@@ -378,8 +380,31 @@ def page_enroll(rec: FaceRecognizer) -> None:
             getattr(st, kind)(text)
 
 
-PEOPLE_PER_ROW = 6
 PEOPLE_SHOWN = 120  # a search finds the others
+PEOPLE_CSS = """<style>
+.fr-grid {display: grid; grid-template-columns: repeat(auto-fill, minmax(128px, 1fr)); gap: 1rem 0.5rem;}
+.fr-person {display: flex; flex-direction: column; align-items: center; text-decoration: none !important;
+            color: inherit !important; text-align: center;}
+.fr-person img, .fr-person .fr-none {width: 112px; height: 112px; border-radius: 50%; object-fit: cover;
+            background: rgba(128, 128, 128, 0.2);}
+.fr-person b {margin-top: 0.35rem; font-weight: 600;}
+.fr-person small {opacity: 0.65;}
+.fr-person:hover b {text-decoration: underline;}
+</style>"""
+
+
+def people_grid_html(cards: list[tuple[str, int, Path | None]]) -> str:
+    """The People grid as one block of HTML: for each ``(name, photos, face picture)`` a round
+    face (inlined as a data URI: one message instead of a request per face) over the name,
+    linking to ``?person=<name>``, the person's page. Names are escaped."""
+    items = []
+    for name, count, picture in cards:
+        face = '<span class="fr-none"></span>'
+        if picture is not None:
+            face = f'<img alt="" src="data:image/jpeg;base64,{base64.b64encode(picture.read_bytes()).decode()}">'
+        items.append(f'<a class="fr-person" href="?person={urllib.parse.quote(name, safe="")}" target="_self">'
+                     f'{face}<b>{html.escape(name)}</b><small>{count} photo(s)</small></a>')
+    return PEOPLE_CSS + f'<div class="fr-grid">{"".join(items)}</div>'
 
 
 def people_flash(kind: str, text: str) -> None:
@@ -403,7 +428,7 @@ def page_people(rec: FaceRecognizer) -> None:
         if "enrol" in PAGE_OBJECTS:
             st.page_link(PAGE_OBJECTS["enrol"], label="Enrol someone", icon=":material/person_add:")
         return
-    opened = st.session_state.get("people_open")
+    opened = st.query_params.get("person")  # each person's page has its own address: /?person=<name>
     if opened in {p.name for p in people}:
         person_detail(rec, opened)
         return
@@ -416,29 +441,19 @@ def page_people(rec: FaceRecognizer) -> None:
         if r.person not in first or (first[r.person].box is None and r.box is not None):
             first[r.person] = r
     cache = rec.settings.cache_dir
-    shown = shown[:PEOPLE_SHOWN]
-    for start in range(0, len(shown), PEOPLE_PER_ROW):
-        cols = st.columns(PEOPLE_PER_ROW)
-        for col, person in zip(cols, shown[start:start + PEOPLE_PER_ROW]):
-            with col:
-                r = first.get(person.name)
-                picture = thumbs.face_thumb(r.path, r.sha, r.box, cache) if r is not None else None
-                if picture is not None:
-                    st.image(str(picture), width=112)
-                else:
-                    st.markdown(":material/account_circle:")
-                if st.button(person.name, key=f"open_{person.name}", help="Open: photos, rename, forget",
-                             type="tertiary"):
-                    st.session_state["people_open"] = person.name
-                    st.rerun()
-                st.caption(f"{person.photos} photo(s)")
+    cards = []
+    for person in shown[:PEOPLE_SHOWN]:
+        r = first.get(person.name)
+        cards.append((person.name, person.photos,
+                       thumbs.face_thumb(r.path, r.sha, r.box, cache) if r is not None else None))
+    st.markdown(people_grid_html(cards), unsafe_allow_html=True)
 
 
 def person_detail(rec: FaceRecognizer, name: str) -> None:
     """One person: every photo with the enrolled face boxed, remove (confirmed), rename, forget (confirmed)."""
     gallery, cache = rec.gallery, rec.settings.cache_dir
     if st.button("← Everyone", key="people_back"):
-        st.session_state.pop("people_open", None)
+        st.query_params.pop("person", None)
         st.rerun()
     photos = gallery.photos(name)
     names = photonames.names(gallery.root)
@@ -478,13 +493,13 @@ def person_detail(rec: FaceRecognizer, name: str) -> None:
         except FaceRecError as exc:
             st.error(f"Not renamed: {exc}")
         else:
-            st.session_state["people_open"] = new
+            st.query_params["person"] = new
             people_flash("success", f"Renamed {name} to {new}.")
             st.rerun()
     sure = st.checkbox(f"Yes, forget {name} (photos, vectors and who-was-here history)", key=f"fg_{name}")
     if st.button("Forget this person", key=f"fgb_{name}", disabled=not sure):
         n = rec.forget(name)
-        st.session_state.pop("people_open", None)
+        st.query_params.pop("person", None)
         people_flash("success", f"Forgot {name}: {n} photo(s) and everything learnt from them removed.")
         st.rerun()
 

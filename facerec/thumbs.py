@@ -1,7 +1,8 @@
 """Small pictures for the People page, made once and kept on disk.
 
 - :func:`face_thumb`: the enrolled face (the photo's stored face box, not the whole photo)
-  as a round PNG with transparent corners, as photo managers show people.
+  as a small square JPEG (the app rounds it with CSS, as photo managers show people; a few
+  KB, so a page of 120 faces can carry them inline).
 - :func:`photo_thumb`: the whole photo, reduced, with the enrolled face boxed.
 
 Each is named by the photo's content hash, the face box and the size, under
@@ -29,33 +30,27 @@ from facerec.images import load_photo
 THUMBS_DIR = "thumbs"
 
 
-def _name(sha: str, box, size: int, kind: str) -> str:
+def _name(sha: str, box, size: int, kind: str, ext: str = "png") -> str:
     b = "none" if box is None else "-".join(str(int(round(v))) for v in box)
-    return f"{sha[:32]}_{b}_{size}_{kind}.png"
+    return f"{sha[:32]}_{b}_{size}_{kind}.{ext}"
 
 
 def _store(path: Path, image: Image.Image) -> Path:
     buf = io.BytesIO()
-    image.save(buf, format="PNG", optimize=True)
+    if path.suffix == ".jpg":
+        image.save(buf, format="JPEG", quality=85)
+    else:
+        image.save(buf, format="PNG", optimize=True)
     private_dir(path.parent)
     write_atomic(path, buf.getvalue(), mode=0o600)
     return path
 
 
-def round_face(tile: np.ndarray) -> Image.Image:
-    """An RGB square as an RGBA image whose corners outside the inscribed circle are transparent."""
-    size = tile.shape[0]
-    big = np.zeros((size * 4, size * 4), np.uint8)  # drawn 4x larger, then reduced: a smooth edge
-    cv2.circle(big, (size * 2, size * 2), size * 2 - 2, 255, -1, lineType=cv2.LINE_AA)
-    alpha = cv2.resize(big, (size, size), interpolation=cv2.INTER_AREA)
-    return Image.fromarray(np.dstack([tile, alpha]), "RGBA")
-
-
 def face_thumb(photo_path: Path, sha: str, box, cache_dir: Path, size: int = 128) -> Path | None:
-    """The cached round face picture of an enrolled photo (made now if missing); ``None`` when
+    """The cached face picture (square JPEG) of an enrolled photo (made now if missing); ``None`` when
     the photo cannot be read. ``box`` is the enrolled face in displayed-photo pixels
     (``None``: the middle of the photo)."""
-    out = Path(cache_dir) / THUMBS_DIR / _name(sha, box, size, "face")
+    out = Path(cache_dir) / THUMBS_DIR / _name(sha, box, size, "face", "jpg")
     if out.is_file():
         return out
     try:
@@ -70,7 +65,7 @@ def face_thumb(photo_path: Path, sha: str, box, cache_dir: Path, size: int = 128
     else:
         s = photo.scale
         tile = crop_box(photo.pixels, tuple(v * s for v in box), size, margin=0.25)
-    return _store(out, round_face(tile))
+    return _store(out, Image.fromarray(tile))
 
 
 def photo_thumb(photo_path: Path, sha: str, box, cache_dir: Path, size: int = 240) -> Path | None:

@@ -523,13 +523,14 @@ def test_enrol_then_live_names_the_person_and_calls_a_stranger_unknown(server):
             assert rows and {r[0] for r in rows} == {NAME}, rows  # (a dropped stream restarted: two visits)
             assert 3 <= int(rows[-1][3]) <= in_view_s + 5, rows  # a plausible duration
             goto_page(page, "People")
-            page.get_by_role("button", name=NAME).wait_for()
-            page.get_by_test_id("stImage").first.wait_for()  # the enrolled face, round
+            person = page.locator("a.fr-person", has_text=NAME)  # the enrolled face, round, and the name
+            person.locator("img").wait_for()
             wait_rendered(page)
             page.screenshot(path=str(ARTIFACTS / "people_home.png"), full_page=True)
             tour_shot(page, "people")
-            page.get_by_role("button", name=NAME).click()
+            person.click()  # the person's own address, ?person=<name>
             page.get_by_text(f"{NAME} ({len(photos)} photo(s))").wait_for()
+            assert "person=Clip%20Person" in page.url
             page.get_by_test_id("stImage").nth(len(photos) - 1).wait_for()
             page.screenshot(path=str(ARTIFACTS / "people.png"), full_page=True)
             tour_shot(page, "person")
