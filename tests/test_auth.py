@@ -248,7 +248,7 @@ def shows_nothing_of_the_app(at: AppTest) -> None:
     assert not at.exception
     assert len(at.sidebar.radio) == 0 and len(at.header) == 0
     assert len(at.camera_input) == 0 and len(at.get("file_uploader")) == 0 and len(at.image) == 0
-    assert NAME not in everything_shown(at)
+    assert NAME not in everything_shown(at) and "data:image" not in everything_shown(at)  # no face, inlined or not
 
 
 def test_remote_without_sign_in_shows_only_how_to_configure_it(gallery, address):
@@ -282,7 +282,7 @@ def test_a_set_password_is_asked_for_wherever_the_app_listens(gallery, address, 
     at.button[0].click().run()  # a form: typed and submitted at once
     assert not at.exception and at.header[0].value == "People"
     goto(at, "People")  # the session remembers the sign-in
-    assert NAME in [b.label for b in at.button]
+    assert f"<b>{NAME}</b>" in everything_shown(at)  # in the People grid
     [b for b in at.sidebar.button if b.label == "Sign out"][0].click().run()
     shows_nothing_of_the_app(at)
 
