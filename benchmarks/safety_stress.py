@@ -901,7 +901,8 @@ def shown(at):
     text = "\n".join(parts)
     pages = [i.get("page_name") for i in (getattr(at, "_registered_pages", None) or {}).values()]
     return {"name_visible": name in text, "gallery_path_visible": str(gallery) in text,
-            "images": len(at.image), "cameras": len(at.camera_input), "uploaders": len(at.get("file_uploader")),
+            "images": len(at.image) + text.count("data:image"),  # st.image, or faces inlined in HTML (People grid)
+            "cameras": len(at.camera_input), "uploaders": len(at.get("file_uploader")),
             "text_inputs": [t.label for t in at.text_input], "buttons": [b.label for b in at.button],
             "navigation_pages": [p for p in pages if p], "sidebar_widgets": len(list(at.sidebar)),
             "headers": [h.value for h in at.header], "exception": [str(e.value) for e in at.exception],
