@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -69,8 +70,10 @@ class StrangerCurve:
 CALIBRATION_DIR = Path(__file__).parent / "calibration"
 
 
+@lru_cache(maxsize=8)
 def stranger_curve(base: str) -> StrangerCurve | None:
-    """The shipped :class:`StrangerCurve` of a base's own features (``None`` when there is none)."""
+    """The shipped :class:`StrangerCurve` of a base's own features (``None`` when there is none;
+    read once per process)."""
     path = CALIBRATION_DIR / f"{base}.json"
     if not path.is_file():
         return None
