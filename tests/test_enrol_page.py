@@ -139,3 +139,22 @@ def test_identify_gives_verdicts_not_raw_scores(app):
     details = texts(at.caption)
     assert "closest similarity" in details and "below the threshold 0.800" in details
     assert "box [" not in details and "0.36" not in texts(at.markdown)  # no raw boxes, a stranger's score only in small type
+
+
+def test_a_blurred_photo_waits_for_confirmation(app):
+    """A poor photo for recognition (here blurred as by a shaky hand) is saved only once confirmed;
+    a sharp one of the same person is not held back."""
+    import cv2
+
+    at, root = app
+    blurred = synthetic_photo([1], seed=1).copy()
+    face = blurred[20:68, 30:78]  # where synthetic_photo puts the face
+    blurred[20:68, 30:78] = cv2.GaussianBlur(face, (0, 0), 6)
+    enrol(at, "Ann Lee", [("sharp.png", photo([1], seed=2)), ("shaky.png", png_bytes(blurred))])
+    warnings = texts(at.warning)
+    assert "shaky.png: A poor photo for recognition (blurred)" in warnings and "sharp.png" not in warnings
+    assert save_button(at).label == "Save 1 photo(s)"
+    [c for c in at.checkbox if c.label.startswith("Yes, this is Ann Lee")][0].check().run()
+    assert save_button(at).label == "Save 2 photo(s)"
+    save_button(at).click().run()
+    assert {p.name: p.photos for p in Gallery(root).people()} == {"Ann Lee": 2}
