@@ -4,7 +4,7 @@ Takes the test half of lfw_dev (people facerec's heads never saw): up to
 PER_PERSON photos of each of the first PEOPLE people with at least MIN_PHOTOS
 photos, plus SINGLES people with a single photo (strangers seen once). Every
 photo's face nearest the centre is detected and embedded with the default
-settings (face-resnet, MTCNN), then clustered at thresholds around the recognition threshold (fixed values such as
+settings (the default base, MTCNN), then clustered at thresholds around the recognition threshold (fixed values such as
 0.5 put everyone in one group: face-resnet's vectors of different people are
 still very similar, its calibrated threshold is 0.935). Prints
 JSON: groups found, pairwise precision/recall (pairs put together that are the

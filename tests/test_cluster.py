@@ -190,3 +190,14 @@ def test_bad_label_name_or_file_leave_gallery_unchanged(recognizer, run, tmp_pat
     with pytest.raises(ClusterError, match="malformed"):
         enroll_cluster(recognizer, "unknown_1", "Carl", clusters_file=bad)
     assert tree_snapshot(recognizer.gallery.root) == before
+
+
+def test_graph_links_a_little_above_the_threshold():
+    """Single linkage chains look-alikes: the graph method links faces only a tenth of the way
+    from the threshold to 1 (mobilefacenet at its 0.502 mixed people), average linkage at it."""
+    a = np.array([1.0, 0.0], np.float32)
+    b = np.array([0.52, np.sqrt(1 - 0.52 ** 2)], np.float32)  # cosine 0.52 to a
+    X = np.stack([a, b])
+    assert list(cluster_unknown(X, threshold=0.502, method="average")) == [0, 0]
+    assert sorted(cluster_unknown(X, threshold=0.502, method="graph")) == [0, 1]
+    assert list(cluster_unknown(X, threshold=0.45, method="graph")) == [0, 0]  # 0.505 link
