@@ -4,9 +4,9 @@ Takes the test half of lfw_dev (people facerec's heads never saw): up to
 PER_PERSON photos of each of the first PEOPLE people with at least MIN_PHOTOS
 photos, plus SINGLES people with a single photo (strangers seen once). Every
 photo's face nearest the centre is detected and embedded with the default
-settings (the default base, MTCNN), then clustered at thresholds around the recognition threshold (fixed values such as
-0.5 put everyone in one group: face-resnet's vectors of different people are
-still very similar, its calibrated threshold is 0.935). Prints
+settings (the default base, MTCNN; FACEREC_BACKBONE picks another), then clustered at thresholds
+around the base's recognition threshold (its scale depends on the base: face-resnet's strangers
+score 0.90-0.95, mobilefacenet's 0.2-0.5, so fixed values mean nothing across bases). Prints
 JSON: groups found, pairwise precision/recall (pairs put together that are the
 same person / same-person pairs put together), adjusted Rand index, how many
 one-photo strangers stayed alone, and clustering time.
