@@ -882,23 +882,13 @@ from pathlib import Path
 from streamlit import config as st_config
 from streamlit.testing.v1 import AppTest
 from facerec import auth
-from apptest_nav import goto
+from apptest_nav import everything_shown, goto
 
 APP, gallery, name, password, out_file = sys.argv[1] + "/app.py", Path(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 
 
 def shown(at):
-    parts = []
-    for node in at.main, at.sidebar:
-        stack = [node]
-        while stack:
-            n = stack.pop()
-            stack.extend(getattr(n, "children", {}).values())
-            for attr in ("value", "label", "body", "help", "placeholder", "caption"):
-                v = getattr(n, attr, None)
-                if isinstance(v, str):
-                    parts.append(v)
-    text = "\n".join(parts)
+    text = everything_shown(at)
     pages = [i.get("page_name") for i in (getattr(at, "_registered_pages", None) or {}).values()]
     return {"name_visible": name in text, "gallery_path_visible": str(gallery) in text,
             "images": len(at.image) + text.count("data:image"),  # st.image, or faces inlined in HTML (People grid)

@@ -1,5 +1,5 @@
-"""Moving between the app's pages in AppTest (the app uses st.navigation with callable pages,
-which ``AppTest.switch_page`` cannot reach: it only knows page files)."""
+"""AppTest helpers: moving between the app's pages (the app uses st.navigation with callable
+pages, which ``AppTest.switch_page`` cannot reach: it only knows page files), and the page's text."""
 
 from __future__ import annotations
 
@@ -16,3 +16,19 @@ def goto(at, title: str):
         raise ValueError(f"no page {title!r}; pages: {sorted(p for p in pages if p)}")
     at._page_hash = pages[title]
     return at.run()
+
+
+def everything_shown(at) -> str:
+    """All text of the rendered page, sidebar included (values, labels, bodies, help, placeholders,
+    captions), for checking what a visitor can see."""
+    parts = []
+    for node in at.main, at.sidebar:
+        stack = [node]
+        while stack:
+            n = stack.pop()
+            stack.extend(getattr(n, "children", {}).values())
+            for attr in ("value", "label", "body", "help", "placeholder", "caption"):
+                v = getattr(n, attr, None)
+                if isinstance(v, str):
+                    parts.append(v)
+    return "\n".join(parts)

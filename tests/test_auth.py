@@ -24,7 +24,7 @@ from facerec.errors import ConfigError, FaceRecError
 from facerec.gallery import Gallery
 from facerec.settings import Settings
 
-from apptest_nav import goto
+from apptest_nav import everything_shown, goto
 from conftest import png_bytes, synthetic_photo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -227,21 +227,6 @@ def gallery(tmp_path, monkeypatch):
 
 def new_session() -> AppTest:
     return AppTest.from_file(APP, default_timeout=60)
-
-
-def everything_shown(at: AppTest) -> str:
-    """All text of the rendered page, sidebar included."""
-    parts = []
-    for node in at.main, at.sidebar:
-        stack = [node]
-        while stack:
-            n = stack.pop()
-            stack.extend(getattr(n, "children", {}).values())
-            for attr in ("value", "label", "body", "help", "placeholder"):
-                v = getattr(n, attr, None)
-                if isinstance(v, str):
-                    parts.append(v)
-    return "\n".join(parts)
 
 
 def shows_nothing_of_the_app(at: AppTest) -> None:

@@ -158,13 +158,9 @@ def test_recognition_threshold_follows_the_gallery_unless_set():
     assert small == stranger_curve("face-resnet").threshold([1, 1])
     assert recognition_threshold(s, []) == calibrated_threshold(s)  # nobody enrolled yet
     assert recognition_threshold(s.replace(threshold=0.5), ["a"]) == 0.5  # a chosen threshold wins
-    assert recognition_threshold(s, ["a"], fixed=calibrated_threshold(s)) == small_one(s)
+    one = stranger_curve("face-resnet").threshold([1])
+    assert recognition_threshold(s, ["a"], fixed=calibrated_threshold(s)) == one  # the base's own: the curve
     assert recognition_threshold(s, ["a"], fixed=0.8) == 0.8  # an embedder built with its own threshold
     r50 = Settings(backbone="resnet50")  # a base used with its head: the head's fixed threshold
     assert recognition_threshold(r50, ["a"]) == calibrated_threshold(r50)
 
-
-def small_one(settings):
-    from facerec.thresholds import stranger_curve
-
-    return stranger_curve(settings.backbone).threshold([1])
