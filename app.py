@@ -683,7 +683,7 @@ def page_settings(settings: Settings) -> None:
     from facerec.classify import threshold_range
     from facerec.thresholds import recognition_threshold
     from facerec.embed import build_architecture, get_backbone
-    from facerec.settings import saved_thresholds, threshold_key, with_threshold
+    from facerec.settings import DETECTORS, saved_thresholds, threshold_key, with_threshold
 
     st.header("Settings")
     names = list(BACKBONES)
@@ -697,9 +697,10 @@ def page_settings(settings: Settings) -> None:
     backbone = st.selectbox("Base network", names, index=names.index(settings.backbone))
     st.caption("Which frozen network turns faces into identity vectors; switching re-embeds the enrolled photos "
                f"once. {BACKBONES[backbone].description}")
-    detector = st.selectbox("Detector", ["mtcnn", "opencv"], index=["mtcnn", "opencv"].index(settings.detector))
-    st.caption("What finds the faces: MTCNN also finds eyes, nose and mouth for alignment (more accurate); "
-               "OpenCV's Haar cascade is faster but misses more faces and does not align them.")
+    detector = st.selectbox("Detector", list(DETECTORS), index=DETECTORS.index(settings.detector))
+    st.caption("What finds the faces: YuNet (the default) and MTCNN also find eyes, nose and mouth for alignment; "
+               "YuNet is several times faster and finds more small faces. OpenCV's Haar cascade misses more faces "
+               "and does not align them.")
 
     key = threshold_key(backbone, settings.head)
     enrolled = [r.person for r in recognizer(settings).gallery.photos()]  # no model is loaded for this

@@ -438,6 +438,7 @@ def cmd_fetch_weights(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from facerec.embed import BACKBONES
+    from facerec.settings import DETECTORS
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--gallery", metavar="DIR", help="enrolled people folder (default: $FACEREC_GALLERY or ./enroll_data)")
@@ -445,13 +446,15 @@ def build_parser() -> argparse.ArgumentParser:
     model = argparse.ArgumentParser(add_help=False)
     model.add_argument("--backbone", choices=list(BACKBONES),
                        help="base network (default: mobilefacenet): " + "; ".join(f"{k}: {v.description}" for k, v in BACKBONES.items()))
-    model.add_argument("--detector", choices=["mtcnn", "opencv"], help="face detector (default mtcnn; opencv = Haar, faster, no landmarks)")
+    model.add_argument("--detector", choices=list(DETECTORS),
+                       help="face detector (default yunet: libfacedetection's CNN, fast, finds more small faces; "
+                            "mtcnn: the previous default; opencv: Haar, no landmarks)")
     model.add_argument("--min-face-size", type=int, metavar="PX", help="ignore faces smaller than this (pixels, default 20)")
     model.add_argument("--min-face-fraction", type=float, metavar="F",
                        help="also ignore faces narrower than this fraction of the photo's shorter side "
                             "(default 20/1024 = 0.0195: 20 px up to 1024-px photos, 59 px in a 12 MP one, "
                             "which keeps large photos fast; 0: off)")
-    model.add_argument("--detection-confidence", type=float, metavar="P", help="minimum detector score, 0-1 (default 0.9)")
+    model.add_argument("--detection-confidence", type=float, metavar="P", help="minimum detector score, 0-1 (default: yunet 0.75, mtcnn 0.9)")
     model.add_argument("--head", metavar="STEM", help="use a head trained with train-head (STEM.weights.h5 + STEM.json)")
     model.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                        help="average each face's vector with its mirror image's (default: per backbone; on for resnet50)")

@@ -605,6 +605,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--folds", type=int, default=4)
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--json", type=Path, help="where to write the comparison")
+    ap.add_argument("--detector", help="face detector (default: the product's)")
     ap.add_argument("--write-curves", type=Path, metavar="DIR",
                     help="instead, calibrate each base's stranger curve on lfw_dev's train half and write "
                          "DIR/<base>.json (the shipped ones: facerec/calibration)")
@@ -614,7 +615,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
     if args.json is None:
         ap.error("--json is required")
     t0 = time.time()
-    out = compare_bases(args.shared, args.bases, args.k, args.folds, args.seeds)
+    from facerec.settings import Settings
+
+    out = compare_bases(args.shared, args.bases, args.k, args.folds, args.seeds,
+                        settings=Settings().replace(detector=args.detector))
     import facerec
 
     out["command"] = "python -m facerec.evaluate " + " ".join(sys.argv[1:] if argv is None else argv)

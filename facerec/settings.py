@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 from facerec.errors import ConfigError
 
-DETECTORS = ("mtcnn", "opencv")
+DETECTORS = ("yunet", "mtcnn", "opencv")
 
 CALIBRATED = "calibrated"
 """A threshold setting meaning: the calibrated threshold of the base and head in use."""
@@ -102,8 +102,10 @@ class Settings:
     Attributes:
         gallery: folder of enrolled people (one sub-folder each).
         backbone: base network name from :data:`facerec.embed.BACKBONES`.
-        detector: ``"mtcnn"`` (landmarks, default) or ``"opencv"`` (Haar, fast).
-        detection_confidence: minimum detector score in [0, 1] to keep a face.
+        detector: ``"yunet"`` (libfacedetection's CNN, landmarks, default), ``"mtcnn"``
+            (landmarks) or ``"opencv"`` (Haar, no landmarks).
+        detection_confidence: minimum detector score in [0, 1] to keep a face; ``None``:
+            the detector's measured default (yunet 0.75, mtcnn 0.9).
         min_face_size: smallest face side kept, in original-image pixels.
         min_face_fraction: faces narrower than this fraction of the photo's shorter side
             are not searched either. The default, 20/1024, keeps ``min_face_size`` for
@@ -139,8 +141,8 @@ class Settings:
 
     gallery: Path = Path("enroll_data")
     backbone: str = "mobilefacenet"
-    detector: str = "mtcnn"
-    detection_confidence: float = 0.9
+    detector: str = "yunet"
+    detection_confidence: float | None = None
     min_face_size: int = 20
     min_face_fraction: float = 20 / 1024
     threshold: float | None = None
@@ -157,7 +159,7 @@ class Settings:
     def __post_init__(self) -> None:
         if self.detector not in DETECTORS:
             raise ConfigError(f"unknown detector {self.detector!r}; choose one of {', '.join(DETECTORS)}")
-        if not 0.0 <= self.detection_confidence <= 1.0:
+        if self.detection_confidence is not None and not 0.0 <= self.detection_confidence <= 1.0:
             raise ConfigError(f"detection confidence must be in [0, 1], got {self.detection_confidence}")
         object.__setattr__(self, "threshold", parse_threshold(self.threshold))
         if not 0.0 <= self.min_face_fraction < 0.5:

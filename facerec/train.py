@@ -77,7 +77,7 @@ def _cache_key(paths: Sequence[Path], *parts: object) -> str:
 def detect_dataset(paths: Sequence[Path], detector: Detector, cache_dir: Path,
                    progress: Progress | None = None) -> list[Face | None]:
     """The largest face of each photo (``None`` when none is found), cached on disk."""
-    cache = cache_dir / "detections" / f"{detector.name}-{_cache_key(paths)}.json"
+    cache = cache_dir / "detections" / f"{detector.name}-{_cache_key(paths, getattr(detector, 'cache_key', ''))}.json"
     if cache.is_file():
         rows = json.loads(cache.read_text())
         return [None if r is None else Face(tuple(r[0]), r[1], None if r[2] is None else np.array(r[2], np.float32))
