@@ -225,6 +225,7 @@ class YuNetDetector(_ScalingDetector):
         super().__init__(settings)
         self._net = _LibFaceDetection()
         self._onet = None
+        self._onet_lock = threading.Lock()
 
     def _params(self) -> str:
         return f"smallest={self.SMALLEST}|points=onet"
@@ -245,8 +246,9 @@ class YuNetDetector(_ScalingDetector):
         celeba_dev, aligning on them lost 0.3-2 points of accuracy)."""
         if not faces:
             return faces
-        if self._onet is None:
-            self._onet = _onet()
+        with self._onet_lock:  # two detect threads: one build
+            if self._onet is None:
+                self._onet = _onet()
         squares = []
         for face in faces:
             x, y, w, h = face.box
