@@ -1,6 +1,6 @@
 """facerec: offline face recognition on a laptop CPU.
 
-Detect faces (MTCNN or OpenCV), align them, embed them with a frozen
+Detect faces (YuNet, MTCNN or OpenCV), align them, embed them with a frozen
 pretrained base plus a small trained head, and match them against the
 enrolled people of a gallery folder, saying ``unknown`` for strangers::
 
@@ -31,7 +31,7 @@ _MODULES = {
     "facerec.align": "align_face crop_box face_crop similarity_transform",
     "facerec.classify": "CosineMatcher calibrate_threshold",
     "facerec.cluster": "UnknownGroup cluster_unknown enroll_cluster write_contact_sheet",
-    "facerec.detect": "Detector MTCNNDetector OpenCVDetector make_detector",
+    "facerec.detect": "Detector MTCNNDetector OpenCVDetector YuNetDetector make_detector",
     "facerec.embed": "BACKBONES Backbone Embedder build_base build_head l2_normalize load_embedder",
     "facerec.errors": ("ClusterError ConfigError EmptyGalleryError FaceRecError ImageError InvalidNameError "
                        "ManyFacesError MetadataError ModelUnavailableError NoFaceError PersonExistsError "
@@ -70,7 +70,7 @@ if TYPE_CHECKING:
     from facerec.align import align_face, crop_box, face_crop, similarity_transform
     from facerec.classify import CosineMatcher, calibrate_threshold
     from facerec.cluster import UnknownGroup, cluster_unknown, enroll_cluster, write_contact_sheet
-    from facerec.detect import Detector, MTCNNDetector, OpenCVDetector, make_detector
+    from facerec.detect import Detector, MTCNNDetector, OpenCVDetector, YuNetDetector, make_detector
     from facerec.embed import BACKBONES, Backbone, Embedder, build_base, build_head, l2_normalize, load_embedder
     from facerec.errors import (
         ClusterError,
