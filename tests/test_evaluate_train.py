@@ -145,3 +145,31 @@ def test_a_detection_cache_write_cut_short_leaves_no_broken_cache(tmp_path):
     assert len(faces) == 40 and all(f is not None for f in faces)
     again = detect_dataset(paths, BlobDetector(), tmp_path / "cache")  # now from the cache
     assert [f.box for f in again] == [f.box for f in faces]
+
+
+def test_the_detection_cache_is_not_shared_by_detectors_with_other_settings(tmp_path):
+    """train-head's and evaluate's detection cache was keyed by the detector's name alone, so a
+    run at another confidence (or minimum face size, or YuNet's parameters) read the faces an
+    earlier run had found with different settings."""
+    from conftest import png_bytes, synthetic_photo
+    from facerec.detect import _ScalingDetector
+    from facerec.settings import Settings
+    from facerec.train import detect_dataset
+    from facerec.types import Face
+
+    class Sure(_ScalingDetector):
+        name = "sure"
+
+        def _detect_small(self, image, min_size):
+            return [Face((10.0, 10.0, 40.0, 40.0), 0.95)]
+
+    paths = []
+    for i in range(3):
+        p = tmp_path / f"p{i}.png"
+        p.write_bytes(png_bytes(synthetic_photo([1], seed=i)))
+        paths.append(p)
+    lenient = detect_dataset(paths, Sure(Settings(detection_confidence=0.9)), tmp_path / "cache")
+    strict = detect_dataset(paths, Sure(Settings(detection_confidence=0.99)), tmp_path / "cache")
+    assert all(f is not None for f in lenient) and strict == [None, None, None]
+    again = detect_dataset(paths, Sure(Settings(detection_confidence=0.9)), tmp_path / "cache")
+    assert [f.box for f in again] == [f.box for f in lenient]
