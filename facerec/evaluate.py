@@ -231,7 +231,7 @@ def evaluate_folds(X, labels, k: int = 3, threshold: float | None = None, folds:
 
 def stranger_curve(X: np.ndarray, labels: Sequence[str], valid: np.ndarray, grid: np.ndarray, max_k: int = 5,
                    strangers_named: float = 0.02, seed: int = 0):
-    """Calibrate a :class:`~facerec.classify.StrangerCurve` on labelled vectors (the shipped
+    """Calibrate a :class:`~facerec.thresholds.StrangerCurve` on labelled vectors (the shipped
     ones: lfw_dev's train half, so no benchmark person is in it).
 
     For each ``k`` in ``1..max_k``, everyone with at least ``k`` detected photos is enrolled

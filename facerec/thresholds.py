@@ -25,7 +25,7 @@ class StrangerCurve:
 
     With one fixed threshold, the share of strangers given *some* name grows with the number
     of people enrolled (each is one more chance of a chance match): on lfw_dev's test half,
-    face-resnet named 0.1% of strangers with 10 people enrolled and 3.7% with 589. Treating
+    face-resnet named 0.1% of strangers with 10 people enrolled and 3.8% with 590. Treating
     the people as independent chances, a stranger stays unnamed with probability
     ``prod_p (1 - survival[k_p](t))``; :meth:`threshold` picks the lowest ``t`` on the grid
     keeping that at ``1 - strangers_named`` or more. Small galleries get a lower threshold
