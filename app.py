@@ -46,7 +46,8 @@ from facerec.errors import EmptyGalleryError, GalleryBusyError
 from facerec.align import crop_box
 from facerec.detect import rescale_face
 from facerec.draw import draw_labels
-from facerec.gallery import content_hash, validate_name, write_atomic
+from facerec.gallery import validate_name
+from facerec.storage import content_hash, write_atomic
 from facerec.images import is_image_path, load_photo, pixel_budget
 from facerec.tagcache import TagCache
 from facerec.tagging import csv_report, find_photos, identify_files, json_report, printable

@@ -36,7 +36,8 @@ import numpy as np
 from facerec.draw import put_text
 from facerec.embed import l2_normalize
 from facerec.errors import ClusterError, ConfigError, FaceRecError, ImageError
-from facerec.gallery import INDEX_DIR, file_hash, private_dir, shred, validate_name, write_atomic
+from facerec.gallery import validate_name
+from facerec.storage import INDEX_DIR, file_hash, private_dir, shred, write_atomic
 from facerec.types import Face
 
 if TYPE_CHECKING:

@@ -25,7 +25,7 @@ import numpy as np
 
 from facerec.align import Framing
 from facerec.errors import ConfigError, ModelUnavailableError
-from facerec.gallery import write_atomic
+from facerec.storage import write_atomic
 from facerec.settings import Settings
 
 HEADS_DIR = Path(str(resources.files("facerec") / "heads"))

@@ -89,3 +89,21 @@ class GalleryBusyError(FaceRecError):
     """The gallery is being prepared (re-embedded) and the caller chose not to wait."""
 
     exit_code = 8
+
+
+class DiskFullError(FaceRecError):
+    """A write failed because the disk (or quota) is full; nothing was changed."""
+
+    exit_code = 9
+
+
+class ConfirmationNeededError(FaceRecError):
+    """An action looks like a mistake (a look-alike name, a face like someone else's...);
+    it is done only when confirmed (``--yes`` on the CLI, a tick in the app). ``concerns``
+    lists what to confirm, one sentence each."""
+
+    exit_code = 10
+
+    def __init__(self, message: str, concerns: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.concerns = tuple(concerns) or (message,)

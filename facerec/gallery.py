@@ -20,12 +20,10 @@ created 0700 / 0600 whatever the umask.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import sqlite3
-import stat
 import time
 import unicodedata
 import uuid
@@ -40,10 +38,13 @@ from facerec.errors import (
     FaceRecError, ForgetIncompleteError, InvalidNameError, PersonExistsError, PersonNotFoundError,
 )
 from facerec.images import is_image_path
+from facerec.storage import (
+    INDEX_DIR, checkpoint, content_hash, file_hash, private_dir, private_file, remove_tree, rollback as _rollback,
+    shred, tighten, use_wal, write_atomic,
+)
 from facerec.types import UNKNOWN
 
 MAX_NAME_LENGTH = 64
-INDEX_DIR = ".facerec"
 PENDING = ".pending"
 TRASH_PREFIX = "trash-"
 _TMP_NAME = re.compile(r"^\..*\.[0-9a-f]{32}\.tmp$")  # write_atomic's temporary files
@@ -90,158 +91,11 @@ def validate_name(name: str) -> str:
     return clean
 
 
-def content_hash(data: bytes) -> str:
-    """SHA-256 hex digest of a photo's bytes."""
-    return hashlib.sha256(data).hexdigest()
-
-
-def file_hash(path: Path) -> str:
-    """SHA-256 hex digest of a file's bytes, read in 1 MiB pieces (same as :func:`content_hash`)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def box_key(box: tuple[float, float, float, float] | None) -> str:
     """A face box as stable text, whole pixels (``""`` for "the only face")."""
     if box is None:
         return ""
     return json.dumps([int(round(v)) for v in box])
-
-
-def private_dir(path: Path) -> Path:
-    """Create folder ``path`` (and missing parents) with mode 0700 whatever the umask.
-
-    An existing folder is left as it is.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        return path
-    os.chmod(path, 0o700)
-    return path
-
-
-def private_file(path: Path) -> Path:
-    """Create an empty file with mode 0600 (whatever the umask) unless it exists."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return Path(path)
-    try:
-        os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
-    return Path(path)
-
-
-def tighten(path: Path, mode: int) -> None:
-    """Best effort: set ``path``'s permission bits to ``mode`` if it exists, is ours and differs."""
-    try:
-        st = os.stat(path)
-        if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) != mode:
-            os.chmod(path, mode)
-    except OSError:
-        pass
-
-
-def write_atomic(path: Path, data: bytes, mode: int | None = None) -> None:
-    """Replace ``path`` (following a symlink) with ``data`` in one step: readers see the
-    old file or the new one, never a part. An existing file keeps its permission bits;
-    a new one gets ``mode`` (``None``: the umask's default).
-
-    Raises:
-        OSError: nothing was changed (the temporary file is removed).
-    """
-    path = Path(path)
-    target = path.resolve() if path.is_symlink() else path
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if mode is not None else 0o666)
-        with open(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if target.exists():
-            os.chmod(tmp, target.stat().st_mode & 0o7777)
-        elif mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def shred(path: Path) -> None:
-    """Overwrite a regular file with zeros, then delete it (best effort against undelete:
-    on a copy-on-write file system or an SSD the old blocks may survive; use disk encryption).
-
-    Raises:
-        OSError: it could not be deleted (a missing file is not an error).
-    """
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if stat.S_ISREG(st.st_mode) and st.st_size:
-        try:
-            with open(path, "r+b") as f:
-                left = st.st_size
-                zeros = bytes(min(left, 1 << 20))
-                while left > 0:
-                    left -= f.write(zeros[:min(left, len(zeros))])
-                f.flush()
-                os.fsync(f.fileno())
-        except OSError:
-            pass  # read-only or gone: deleting it below still counts
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def remove_tree(path: Path) -> list[str]:
-    """Shred every file under ``path`` and remove it; returns what failed (``[]``: all gone)."""
-    failed: list[str] = []
-    path = Path(path)
-    if not path.exists() and not path.is_symlink():
-        return failed
-    if path.is_symlink() or not path.is_dir():
-        try:
-            shred(path)
-        except OSError as exc:
-            failed.append(f"{path} ({exc.strerror or exc})")
-        return failed
-    for dirpath, dirnames, filenames in os.walk(path, topdown=False):
-        for n in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
-            try:
-                shred(Path(dirpath) / n)
-            except OSError as exc:
-                failed.append(f"{Path(dirpath) / n} ({exc.strerror or exc})")
-        try:
-            os.rmdir(dirpath)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            if not failed:
-                failed.append(f"{dirpath} ({exc.strerror or exc})")
-    return failed
-
-
-def checkpoint(con: sqlite3.Connection, tries: int = 5) -> bool:
-    """Copy a WAL database's log into the file and truncate the log to nothing (so deleted
-    rows leave no trace there). Returns ``False`` if other connections kept it busy."""
-    con.execute("PRAGMA busy_timeout=2000")
-    for _ in range(tries):
-        busy, _, _ = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        if not busy:
-            return True
-        time.sleep(0.1)
-    return False
 
 
 @dataclass(frozen=True)
@@ -810,28 +664,6 @@ class Gallery:
                     os.replace(dst, src)
                 _rollback(con)
                 raise
-
-
-def use_wal(con: sqlite3.Connection, tries: int = 100) -> None:
-    """Put the database in WAL mode (persistent: a no-op once set). Switching takes an exclusive
-    lock and SQLite does not wait for it (no busy handler there): two processes opening a new
-    gallery at once got "database is locked", so it is retried for up to ~10 s."""
-    for attempt in range(tries):
-        try:
-            if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                con.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or attempt == tries - 1:
-                raise
-            time.sleep(0.1)
-
-
-def _rollback(con: sqlite3.Connection) -> None:
-    try:
-        con.execute("ROLLBACK")
-    except sqlite3.Error:
-        pass  # the failed statement already ended the transaction
 
 
 def _drop_orphan_vectors(con: sqlite3.Connection) -> int:

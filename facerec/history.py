@@ -30,7 +30,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from facerec.gallery import INDEX_DIR, private_dir, private_file, tighten
+from facerec.storage import INDEX_DIR, private_dir, private_file, tighten
 
 HISTORY_FILE = "history.sqlite"
 GAP_S = 30.0

@@ -10,7 +10,7 @@ import sqlite3
 from pathlib import Path
 from typing import Iterable
 
-from facerec.gallery import INDEX_DIR, private_dir, private_file
+from facerec.storage import INDEX_DIR, private_dir, private_file
 
 FILE = "photo_names.sqlite"
 

@@ -18,7 +18,8 @@ from facerec.align import face_crop
 from facerec.detect import Detector, downscale, make_detector, rescale_face
 from facerec.embed import Embedder, import_tensorflow, load_embedder
 from facerec.errors import EmptyGalleryError, GalleryBusyError, ImageError, ManyFacesError, NoFaceError
-from facerec.gallery import Gallery, PhotoRecord, content_hash
+from facerec.gallery import Gallery, PhotoRecord
+from facerec.storage import content_hash
 from facerec.images import Photo, decode_photo
 from facerec.quality import Quality, face_quality
 from facerec.settings import Settings

@@ -33,7 +33,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from facerec.gallery import use_wal, checkpoint, private_dir, private_file, tighten
+from facerec.storage import checkpoint, private_dir, private_file, tighten, use_wal
 from facerec.types import Face, Match
 
 _SCHEMA = """

@@ -534,7 +534,7 @@ def tag_photos(recognizer: FaceRecognizer, paths: Iterable[Path], *, cache: "Tag
     """
     from collections import deque
 
-    from facerec.gallery import content_hash
+    from facerec.storage import content_hash
 
     settings = recognizer.settings
     gallery = recognizer.gallery

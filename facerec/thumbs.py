@@ -24,7 +24,7 @@ from PIL import Image
 
 from facerec.align import crop_box
 from facerec.errors import FaceRecError
-from facerec.gallery import private_dir, shred, write_atomic
+from facerec.storage import private_dir, shred, write_atomic
 from facerec.images import load_photo
 
 THUMBS_DIR = "thumbs"

@@ -30,7 +30,7 @@ from facerec.detect import Detector
 from facerec.embed import Backbone, HeadInfo, build_head, l2_normalize, save_head
 from facerec.errors import FaceRecError
 from facerec.evaluate import evaluate_open_set
-from facerec.gallery import write_atomic
+from facerec.storage import write_atomic
 from facerec.images import is_image_path, load_image
 from facerec.types import Face
 

@@ -482,7 +482,7 @@ def fetch_tflite(name: str, dest: Path) -> Path:
 def file_content_digest(path: Path, n: int = 10) -> str:
     """Short SHA-256 of a file's bytes (read in 1 MiB pieces; no memo by path or time,
     so a file rewritten in place within the same clock tick is still told apart)."""
-    from facerec.gallery import file_hash
+    from facerec.storage import file_hash
 
     return file_hash(path)[:n]
 

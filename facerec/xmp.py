@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Sequence
 
 from facerec.errors import MetadataError
-from facerec.gallery import write_atomic
+from facerec.storage import write_atomic
 from facerec.types import Face, Match
 
 NS = {

@@ -199,7 +199,7 @@ def test_tag_page_tags_an_uploaded_zip(app):
     upload = _zip({**photos, "notes.txt": b"skipped: not a photo"})
     import sqlite3
 
-    from facerec.gallery import content_hash
+    from facerec.storage import content_hash
 
     cache_file, shas = Settings.from_env().cache_dir / "tags.sqlite", [content_hash(d) for d in photos.values()]
     if cache_file.exists():  # this test's photos (the same bytes every run) start uncached

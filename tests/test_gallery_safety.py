@@ -33,7 +33,8 @@ import io, sys
 import numpy as np
 from PIL import Image
 sys.path.insert(0, {repo!r})
-from facerec.gallery import Gallery, content_hash
+from facerec.gallery import Gallery
+from facerec.storage import content_hash
 
 print("ready", flush=True)
 g = Gallery(sys.argv[1])

@@ -14,7 +14,8 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import png_bytes, synthetic_photo
 from facerec import history, photonames, thumbs
-from facerec.gallery import Gallery, content_hash
+from facerec.gallery import Gallery
+from facerec.storage import content_hash
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 BOX = (30, 20, 48, 48)  # where synthetic_photo puts the first face
