@@ -13,6 +13,9 @@ stamp=.venv/.facerec-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -e ".[test]"
+  # compreface-sdk (the HTTP API tests' CompreFace client) pins requests-toolbelt 0.9.1, which does not
+  # import under urllib3 2: installed as its users must, without its pins (requests-toolbelt 1.x comes from [test])
+  .venv/bin/python -m pip install --quiet --no-deps "compreface-sdk==0.6.0"
   touch "$stamp"
 fi
 export TF_CPP_MIN_LOG_LEVEL=3

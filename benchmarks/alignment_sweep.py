@@ -18,7 +18,7 @@ from facerec.embed import load_embedder
 from facerec.evaluate import evaluate_open_set
 from facerec.images import load_image
 from facerec.settings import Settings
-from facerec.train import detect_dataset, labelled_photos
+from facerec.datasets import detect_dataset, labelled_photos
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--backbone", default="face-resnet")

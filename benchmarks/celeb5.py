@@ -42,7 +42,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         g = ["--gallery", tmp, "--backbone", args.backbone]
         t0 = time.perf_counter()
-        facerec("enroll", str(FACES / "celeb5" / "train"), *g)
+        facerec("enroll", "--yes", str(FACES / "celeb5" / "train"), *g)
         t1 = time.perf_counter()
         val = sorted((FACES / "celeb5" / "val").glob("*/*"))
         names = best_names(facerec("identify", *map(str, val), *g))

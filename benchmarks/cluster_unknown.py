@@ -33,7 +33,7 @@ from facerec.cluster import cluster_unknown
 from facerec.images import load_image
 from facerec.pipeline import FaceRecognizer
 from facerec.settings import Settings
-from facerec.train import labelled_photos
+from facerec.datasets import labelled_photos
 
 LFW = Path(__file__).resolve().parents[1].parent / "shared" / "faces" / "lfw_dev"
 

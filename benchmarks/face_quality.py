@@ -1,7 +1,7 @@
 """Does a face-quality score tell a wrong name before it is given? (issue 13)
 
 For every photo of celeba_dev (uncropped web photos) and of lfw_dev's test half, the largest
-face is detected (``facerec.train.detect_dataset``, cached), aligned for the base, embedded
+face is detected (``facerec.datasets.detect_dataset``, cached), aligned for the base, embedded
 (``facerec.evaluate.embed_views``) and measured by :func:`facerec.quality.face_quality`
 (eye distance, sharpness, yaw). Then the open-set protocols of ``facerec.evaluate`` run at
 the base's shipped threshold: celeba_dev folds over people (k photos enrolled, 4 folds, 3
@@ -38,7 +38,7 @@ def dataset(shared: Path, name: str, base: str):
     from facerec.images import load_image
     from facerec.quality import face_quality
     from facerec.settings import Settings
-    from facerec.train import detect_dataset, labelled_photos
+    from facerec.datasets import detect_dataset, labelled_photos
 
     folder, split = {"celeba_dev": ("celeba_dev", "all"), "lfw_test": ("lfw_dev", "test")}[name]
     photos = labelled_photos(shared / folder, split=split)
@@ -96,7 +96,7 @@ def degradation(shared: Path, bases=("face-resnet", "mobilefacenet"), step: int 
     from facerec.images import load_image
     from facerec.quality import sharpness_of
     from facerec.settings import Settings
-    from facerec.train import detect_dataset, labelled_photos
+    from facerec.datasets import detect_dataset, labelled_photos
 
     photos = labelled_photos(shared / "celeba_dev")[::step]
     paths = [p for p, _ in photos]

@@ -22,7 +22,7 @@ SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 
 def test_half(name: str) -> bool:
-    """The same deterministic split as facerec.train.person_split (odd CRC-32 = test)."""
+    """The same deterministic split as facerec.datasets.person_split (odd CRC-32 = test)."""
     return zlib.crc32(name.encode("utf-8")) % 2 == 1
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from facerec import FaceRecognizer, Settings, identify_files, load_image
 from facerec.images import read_bytes
-from facerec.train import labelled_photos
+from facerec.datasets import labelled_photos
 
 root, n = Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 500
 paths = [p for p, _ in labelled_photos(root, split="test")][:n]

@@ -1,7 +1,7 @@
 """Does fusing mobilefacenet with face-resnet pay? (issue 13)
 
 Each face's plain vector from both bases (lfw_dev's test half: ``gallery_size.py``'s cached
-vectors; celeba_dev: detected with ``facerec.train.detect_dataset`` and embedded with
+vectors; celeba_dev: detected with ``facerec.datasets.detect_dataset`` and embedded with
 ``facerec.evaluate.embed_views``). Fused = the two unit vectors concatenated and normalised, so a
 match score is the mean of the two cosines. The protocols of ``facerec.evaluate`` (LFW test half,
 k photos enrolled; celeba_dev folds over people), each base and the fusion at its own best
@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     from facerec.embed import l2_normalize
     from facerec.evaluate import best_overall, embed_views, folds_open_set_scores, open_set_metrics, open_set_scores
     from facerec.settings import Settings
-    from facerec.train import detect_dataset, labelled_photos
+    from facerec.datasets import detect_dataset, labelled_photos
 
     load_before = os.getloadavg()
     _, lfw_labels, lfw_vecs, lfw_valid = load_vectors(args.shared, args.cache)

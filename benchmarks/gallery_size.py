@@ -1,6 +1,6 @@
 """How the share of strangers given a name grows with the number of enrolled people (issue 13).
 
-On lfw_dev's test half (``facerec.train.person_split``), each base's face vectors are computed once
+On lfw_dev's test half (``facerec.datasets.person_split``), each base's face vectors are computed once
 with :func:`facerec.evaluate.embed_views` (the product's crops and embedders; the mirror view is used
 only where the registry's ``flip`` says so) and cached under /tmp. Then, for N enrolled people
 (drawn at random among people with at least k+1 detected photos; capped at how many there are),
@@ -34,7 +34,7 @@ def load_vectors(shared: Path, cache: Path, split: str = "test") -> tuple[list, 
     from facerec.embed import get_backbone, l2_normalize
     from facerec.evaluate import embed_views
     from facerec.settings import Settings
-    from facerec.train import detect_dataset, labelled_photos
+    from facerec.datasets import detect_dataset, labelled_photos
 
     photos = labelled_photos(shared / "lfw_dev", split=split)
     paths = [p for p, _ in photos]

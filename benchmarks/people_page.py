@@ -25,7 +25,7 @@ A visit's time is the page's own clock (``performance.now()``, zero at navigatio
 moment, polled every 25 ms, when the app is connected, its script is no longer running, and every
 ``<img>`` of the main area (``st.image`` pictures, or the faces of the People grid's HTML block since
 0.6) is complete with ``naturalWidth > 0``, at least as many as the people shown.
-The page shows at most ``PEOPLE_SHOWN`` people (read from app.py; 120 at the time of writing) with a
+The page shows at most ``PEOPLE_SHOWN`` people (read from facerec/app/people.py; 120 at the time of writing) with a
 caption "search to find the others", so with N above that the timed page holds that many face
 thumbnails, not N (and only theirs are made on the first visit: the count of thumbnail files on disk
 is recorded before and after each visit). Also recorded per visit, on the same clock: when the app's
@@ -103,8 +103,8 @@ TIMELINE_JS = """(() => {
 
 
 def people_shown_limit() -> int:
-    """``PEOPLE_SHOWN`` of app.py, read without running it (the page shows at most that many people)."""
-    for node in ast.parse((ROOT / "app.py").read_text()).body:
+    """``PEOPLE_SHOWN`` of the People page (facerec/app/people.py), read without running it (the page shows at most that many people)."""
+    for node in ast.parse((ROOT / "facerec" / "app" / "people.py").read_text()).body:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "PEOPLE_SHOWN" for t in node.targets):
             return int(ast.literal_eval(node.value))
     return 10**9

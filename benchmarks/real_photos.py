@@ -288,7 +288,7 @@ def main() -> None:
     facerec = shlex.split(args.facerec)
     if "facerec" in args.tools:
         shutil.rmtree(scratch / "gallery", ignore_errors=True)
-        e = measured([*facerec, "enroll", str(scratch / "people"), "--gallery", str(scratch / "gallery"), "--largest",
+        e = measured([*facerec, "enroll", "--yes", str(scratch / "people"), "--gallery", str(scratch / "gallery"), "--largest",
                       "-q"], scratch / "runs" / "facerec_enroll.log", dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
         result["facerec_enroll"] = {k: e[k] for k in ("cmd", "exit_code", "wall_s", "peak_rss_mb", "stderr_tail")}
     for name in args.folders:

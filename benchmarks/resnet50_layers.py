@@ -26,7 +26,7 @@ from facerec.detect import make_detector  # noqa: E402
 from facerec.embed import BACKBONES, build_architecture  # noqa: E402
 from facerec.images import load_image  # noqa: E402
 from facerec.settings import Settings  # noqa: E402
-from facerec.train import detect_dataset, labelled_photos  # noqa: E402
+from facerec.datasets import detect_dataset, labelled_photos  # noqa: E402
 from facerec import weights  # noqa: E402
 
 

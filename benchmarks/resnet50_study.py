@@ -41,7 +41,8 @@ from facerec.align import face_crop  # noqa: E402
 from facerec.embed import BACKBONES, build_architecture, l2_normalize  # noqa: E402
 from facerec.evaluate import evaluate_open_set  # noqa: E402
 from facerec.settings import Settings  # noqa: E402
-from facerec.train import detect_dataset, fit_lda, labelled_photos  # noqa: E402
+from facerec.datasets import detect_dataset, labelled_photos  # noqa: E402
+from facerec.train import fit_lda  # noqa: E402
 
 
 def cache_file(zoom: float, size: int, mirror: bool, pool: int) -> Path:

@@ -252,7 +252,7 @@ def part_kills(work: Path, n_kills: int, m_kills: int, rng: random.Random, log) 
     n_photos = sum(1 for _ in folder.rglob("*.jpg"))
     # --largest: in an earlier run one photo (celeb5 elton_john/13.jpg) was skipped by some uninterrupted
     # enrolments ("several faces") and enrolled by others, with no kill; the largest face keeps runs comparable
-    enrol = lambda g: ["enroll", "-q", "--largest", "--gallery", str(g), str(folder)]  # noqa: E731
+    enrol = lambda g: ["enroll", "-q", "--yes", "--largest", "--gallery", str(g), str(folder)]  # noqa: E731
 
     # the uninterrupted run
     ref = Marked(enrol(work / "g_ref"), env)
@@ -435,7 +435,7 @@ sys.stdin.readline()  # all start together
 if mode == "cli":
     from facerec import cli
     cli._recognizer = lambda args: rec
-    sys.exit(cli.main(["enroll", "-q", "--gallery", gallery, "--name", f"Person {first}"] + files))
+    sys.exit(cli.main(["enroll", "-q", "--yes", "--gallery", gallery, "--name", f"Person {first}"] + files))
 failed = 0
 for path in files:  # as the app's Enrol page: one photo at a time, the face picked, then Live's refresh
     data = open(path, "rb").read()
@@ -1092,7 +1092,7 @@ def main() -> int:
             else:
                 env = base_env(work)
                 folder = enrol_folder(work, 4, 5)
-                subprocess.run([PY, "-m", "facerec", "enroll", "-q", "--gallery", str(work / "g_ref"), str(folder)],
+                subprocess.run([PY, "-m", "facerec", "enroll", "-q", "--yes", "--gallery", str(work / "g_ref"), str(folder)],
                                env=env, check=True, capture_output=True)
             timings["kills"] = time.perf_counter() - t
         if "concurrent" in parts:

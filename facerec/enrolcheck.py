@@ -1,7 +1,8 @@
 """Catching enrolment mistakes before anything is saved (the app's Enrol page).
 
 - :func:`name_key` / :func:`similar_names`: "benjamin affleck" next to "Benjamin Affleck"
-  (or "Zoe" next to "Zoë") is the same person typed differently;
+  (or "Zoe" next to "Zoë", or "Mаdonna" with a Cyrillic "а" next to "Madonna") is the same
+  person typed differently, or a trap;
 - :func:`batch_duplicates`: the same photo twice in one batch;
 - :func:`owners`: the photo is already enrolled, for this person or someone else;
 - :func:`resemblance` / :func:`concerns`: the face looks like someone else enrolled
@@ -14,16 +15,37 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterable, Sequence
 
 import numpy as np
 
 
+@lru_cache(maxsize=1)
+def _prototypes() -> dict[str, str]:
+    """Each Unicode look-alike of a Latin letter or digit mapped to it (Unicode's confusables
+    list, from the ``confusable-homoglyphs`` package): Cyrillic "а" -> "a", Greek "ο" -> "o"."""
+    from confusable_homoglyphs.confusables import confusables_data
+
+    out = {}
+    for char, glyphs in confusables_data.items():
+        if len(char) != 1 or char.isascii():
+            continue
+        for g in glyphs:
+            t = g["c"].strip("\u200e")
+            if len(t) == 1 and t.isascii() and t.isalnum():
+                out[char] = t.lower()
+                break
+    return out
+
+
 def name_key(name: str) -> str:
-    """``name`` without case, accents or repeated spaces: what tells two spellings apart."""
+    """``name`` without case, accents, repeated spaces or Unicode look-alike letters (the
+    confusables skeleton, folded to Latin): what tells two spellings apart on screen."""
     decomposed = unicodedata.normalize("NFKD", name)
-    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return " ".join(bare.casefold().split())
+    bare = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+    table = _prototypes()
+    return " ".join("".join(table.get(c, c) for c in bare).split())
 
 
 def similar_names(name: str, existing: Iterable[str]) -> list[str]:

@@ -80,9 +80,12 @@ class ClusterError(FaceRecError):
 
 
 class ForgetIncompleteError(FaceRecError):
-    """A person was forgotten, but some leftover could not be removed (the message says which)."""
+    """A person was forgotten, but some leftover could not be removed (the message says which;
+    ``report``, when set, is the :class:`facerec.people.ForgetReport` of what was removed and
+    its ``problems``: what is left)."""
 
     exit_code = 7
+    report: object | None = None
 
 
 class GalleryBusyError(FaceRecError):

@@ -349,19 +349,19 @@ def embed_dataset(settings, paths, faces, use_head: bool | None = None, progress
     """
     import time
 
-    from facerec.align import face_crop
     from facerec.embed import load_embedder
+    from facerec.facepath import FacePath, Models
     from facerec.images import load_image
 
     embedder = load_embedder(settings, use_head=use_head)
+    path = FacePath(settings, Models(settings, embedder=embedder))
     X = np.zeros((len(paths), embedder.dim), dtype=np.float32)
     todo = [i for i, f in enumerate(faces) if f is not None]
     chunks = [todo[i:i + 64] for i in range(0, len(todo), 64)]
     t0 = time.perf_counter()
     for chunk in (progress(chunks) if progress else chunks):
-        crops = np.stack([face_crop(load_image(paths[i]), faces[i].box, faces[i].landmarks,
-                                    embedder.input_size, embedder.backbone.zoom) for i in chunk])
-        X[chunk] = embedder.embed(crops, flip=settings.flip, batch_size=settings.batch_size)
+        crops = np.concatenate([path.crops(load_image(paths[i]), [faces[i]]) for i in chunk])
+        X[chunk] = path.embed_crops(crops)
     return X, embedder, time.perf_counter() - t0
 
 
@@ -373,7 +373,7 @@ def run_eval(settings, data_dir: Path, k: int = 3, pairs: Path | None = None, sp
         ``(label, results)`` where ``label`` names the base and head.
     """
     from facerec.detect import make_detector
-    from facerec.train import detect_dataset, labelled_photos
+    from facerec.datasets import detect_dataset, labelled_photos
 
     photos = labelled_photos(Path(data_dir), split=split)
     paths = [p for p, _ in photos]
@@ -417,14 +417,15 @@ def embed_views(bases: Sequence[str], paths, faces, settings=None, chunk: int = 
     """
     import time
 
-    from facerec.align import face_crop
     from facerec.embed import load_embedder
+    from facerec.facepath import FacePath, Models
     from facerec.images import load_image
     from facerec.settings import Settings
 
     settings = settings or Settings()
     embedders = {b: load_embedder(settings.replace(backbone=b.split("+")[0]), use_head=b.endswith("+head"))
                  for b in bases}
+    paths_of = {b: FacePath(settings, Models(settings, embedder=e)) for b, e in embedders.items()}
     out = {b: [np.zeros((len(paths), e.dim), np.float32), np.zeros((len(paths), e.dim), np.float32), 0.0]
            for b, e in embedders.items()}
     todo = [i for i, f in enumerate(faces) if f is not None]
@@ -433,8 +434,7 @@ def embed_views(bases: Sequence[str], paths, faces, settings=None, chunk: int = 
         images = {i: load_image(paths[i]) for i in part}
         for b, e in embedders.items():
             t0 = time.perf_counter()
-            crops = np.stack([face_crop(images[i], faces[i].box, faces[i].landmarks, e.input_size, e.backbone.zoom)
-                              for i in part])
+            crops = np.concatenate([paths_of[b].crops(images[i], [faces[i]]) for i in part])
             out[b][0][part] = e.embed(crops, flip=False)
             out[b][1][part] = e.embed(np.ascontiguousarray(crops[:, :, ::-1]), flip=False)
             out[b][2] += time.perf_counter() - t0
@@ -481,7 +481,7 @@ def compare_bases(shared: Path, bases: Sequence[str] = ("face-resnet", "mobilefa
     from facerec.embed import get_backbone, l2_normalize, read_head_info, shipped_head
     from facerec.settings import Settings
     from facerec.thresholds import stranger_curve as stranger_curve_of
-    from facerec.train import detect_dataset, labelled_photos, person_split
+    from facerec.datasets import detect_dataset, labelled_photos, person_split
 
     settings = settings or Settings()
     wrap = progress or (lambda desc: None)
@@ -568,7 +568,7 @@ def _write_curves(shared: Path, bases: Sequence[str], out_dir: Path, argv) -> in
     from facerec.detect import make_detector
     from facerec.embed import get_backbone, l2_normalize
     from facerec.settings import Settings
-    from facerec.train import detect_dataset, labelled_photos
+    from facerec.datasets import detect_dataset, labelled_photos
 
     photos = labelled_photos(shared / "lfw_dev", split="train")
     paths, labels = [p for p, _ in photos], [n for _, n in photos]
@@ -582,7 +582,7 @@ def _write_curves(shared: Path, bases: Sequence[str], out_dir: Path, argv) -> in
         X = l2_normalize(plain + mirror) if get_backbone(base).flip else plain
         lo, hi = CURVE_GRIDS.get(base, (0.0, 1.0))
         curve = stranger_curve(X, labels, valid, np.round(np.arange(lo, hi, 0.0005), 4))
-        doc = {"base": base, "data": "lfw_dev train half (facerec.train.person_split)",
+        doc = {"base": base, "data": "lfw_dev train half (facerec.datasets.person_split)",
                "photos": len(paths), "faces": int(valid.sum()),
                "command": "python -m facerec.evaluate " + " ".join(sys.argv[1:] if argv is None else argv),
                **curve.to_dict()}

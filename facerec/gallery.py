@@ -30,7 +30,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterator
 
 import numpy as np
 
@@ -39,8 +39,8 @@ from facerec.errors import (
 )
 from facerec.images import is_image_path
 from facerec.storage import (
-    INDEX_DIR, checkpoint, content_hash, file_hash, private_dir, private_file, remove_tree, rollback as _rollback,
-    shred, tighten, use_wal, write_atomic,
+    INDEX_DIR, GalleryFiles, checkpoint, content_hash, disk_guard, file_hash, open_db, private_dir, remove_tree,
+    rollback as _rollback, shred, tighten, transaction, write_atomic,
 )
 from facerec.types import UNKNOWN
 
@@ -60,7 +60,14 @@ CREATE TABLE IF NOT EXISTS vectors (
     sha TEXT NOT NULL, box TEXT NOT NULL, model TEXT NOT NULL, vector BLOB NOT NULL,
     PRIMARY KEY (sha, box, model));
 INSERT OR IGNORE INTO meta VALUES ('version', '0');
+INSERT OR IGNORE INTO meta VALUES ('secure', '1');
+""" + """
+CREATE TABLE IF NOT EXISTS forgetting (
+    person TEXT PRIMARY KEY, folder TEXT NOT NULL, trash TEXT NOT NULL,
+    shas TEXT NOT NULL, sizes TEXT NOT NULL, started REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS forgetting_vectors (person TEXT NOT NULL, model TEXT NOT NULL, vector BLOB NOT NULL);
 """
+_JOURNAL = _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS forgetting ("):]
 
 
 def validate_name(name: str) -> str:
@@ -80,8 +87,9 @@ def validate_name(name: str) -> str:
         raise InvalidNameError("a name cannot be empty")
     if len(clean) > MAX_NAME_LENGTH:
         raise InvalidNameError(f"name too long ({len(clean)} characters, at most {MAX_NAME_LENGTH})")
-    if any(c in clean for c in "/\\") or ".." in clean:
-        raise InvalidNameError(f"name {clean!r} must not contain '/', '\\' or '..'")
+    if any(c in clean for c in "/\\|") or ".." in clean:
+        raise InvalidNameError(f"name {clean!r} must not contain '/', '\\', '|' or '..' "
+                               "('|' and '/' split photo managers' keywords)")
     if clean.startswith("."):
         raise InvalidNameError(f"name {clean!r} must not start with a dot")
     if any(unicodedata.category(c).startswith("C") for c in clean):
@@ -133,26 +141,25 @@ class PhotoRecord:
 
 
 @dataclass(frozen=True)
-class ForgetReport:
-    """What :meth:`Gallery.forget_person` removed.
+class ForgetPlan:
+    """What is being forgotten of one person, recorded in the index's forget journal before
+    anything is deleted, so that a forget that failed or was killed can be finished.
 
     Attributes:
         name: the person.
-        photos: photo files and index rows removed.
-        vectors: stored vectors removed (every base).
-        tag_photos: photos whose cached faces and vectors were dropped from tag caches.
-        tag_matches: stored match lists naming the person dropped from tag caches.
-        cluster_groups: ``"<file>:<label>"`` of every unknown-face group removed.
-        problems: leftovers that could not be removed, each with its reason.
+        folder: their photo folder in the gallery.
+        trash: where their folder goes before it is shredded.
+        shas: content hashes of their photos (indexed rows and files in their folder).
+        sizes: byte sizes of those files (a cheap filter before hashing other files).
+        vectors: their stored vectors by embedder key, ``(N, D)`` float32 each.
     """
 
     name: str
-    photos: int
-    vectors: int
-    tag_photos: int = 0
-    tag_matches: int = 0
-    cluster_groups: tuple[str, ...] = ()
-    problems: tuple[str, ...] = ()
+    folder: Path
+    trash: Path
+    shas: frozenset[str]
+    sizes: frozenset[int]
+    vectors: dict[str, np.ndarray]
 
 
 def _record(person: str, root: Path, file: str, sha: str, box: str | None) -> PhotoRecord:
@@ -170,44 +177,52 @@ class Gallery:
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
-        private_dir(self.root)
-        index = self.root / INDEX_DIR
-        private_dir(index)
-        tighten(index, 0o700)
-        self.db_path = index / "index.sqlite"
-        private_file(self.db_path)  # SQLite gives its -wal and -shm files the same mode
-        for suffix in ("", "-wal", "-shm"):
-            tighten(Path(f"{self.db_path}{suffix}"), 0o600)
-        with self._connect() as con:
-            use_wal(con)
-            fresh = con.execute("SELECT 1 FROM sqlite_master WHERE name='vectors'").fetchone() is None
-            if fresh:  # an existing index is only read here: opening a gallery never waits for a writer
-                con.executescript(_SCHEMA)
-                # written with secure_delete from the start: no VACUUM needed at a forget
-                con.execute("INSERT OR IGNORE INTO meta VALUES ('secure', '1')")
+        self.files = GalleryFiles(self.root)
+        with disk_guard(self.root):
+            private_dir(self.root)
+            private_dir(self.files.state)
+        tighten(self.files.state, 0o700)
+        self.db_path = self.files.index
+        # an existing index is only read here: opening a gallery never waits for a writer
+        open_db(self.db_path, _SCHEMA, wal=True, fresh_marker="vectors").close()
 
     # -- plumbing ---------------------------------------------------------------
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        con = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+        """A connection for reading (on a full disk: a read-only view) or :meth:`_transaction`."""
+        con = open_db(self.db_path, wal=False)
         try:
-            con.execute("PRAGMA secure_delete=ON")  # deleted rows are overwritten, not left in free space
             yield con
         finally:
             con.close()
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction that bumps the version; a full disk raises ``DiskFullError``."""
+        with self._connect() as con, transaction(con, self.db_path):
+            yield con
+            con.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'version'")
+
+    @staticmethod
+    def _forgetting(con: sqlite3.Connection) -> set[str]:
+        """Names in the forget journal (people whose forgetting has not finished)."""
+        if con.execute("SELECT 1 FROM sqlite_master WHERE name='forgetting'").fetchone() is None:
+            return set()
+        return {r[0] for r in con.execute("SELECT person FROM forgetting")}
+
+    def forgetting(self) -> list[str]:
+        """People whose forgetting failed or was interrupted: not enrolled any more, but
+        something of them may be left until the forget is run again."""
         with self._connect() as con:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                yield con
-                con.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'version'")
-                con.execute("COMMIT")
-            except BaseException:
-                _rollback(con)
-                raise
+            return sorted(self._forgetting(con), key=str.casefold)
+
+    def _refuse_forgotten(self, con: sqlite3.Connection, *names: str) -> None:
+        busy = self._forgetting(con) & set(names)
+        if busy:
+            n = sorted(busy)[0]
+            raise FaceRecError(f"{n} is being forgotten and that did not finish; forget {n} again "
+                               "(`facerec people remove`) before using this name")
 
     def person_dir(self, name: str) -> Path:
         """The folder of a (validated) person's photos."""
@@ -260,8 +275,9 @@ class Gallery:
         """
         with self._connect() as con:
             counts = dict(con.execute("SELECT person, COUNT(*) FROM photos GROUP BY person"))
+            gone = self._forgetting(con)
         folders, _ = self._scan()
-        names = set(folders) | set(counts)
+        names = (set(folders) | set(counts)) - gone
         return [Person(n, int(counts.get(n, 0))) for n in sorted(names, key=str.casefold)]
 
     def problems(self) -> list[GalleryProblem]:
@@ -270,9 +286,11 @@ class Gallery:
 
     def __contains__(self, name: str) -> bool:
         try:
-            return self.person_dir(name).is_dir()
+            folder = self.person_dir(name)
         except InvalidNameError:
             return False
+        with self._connect() as con:
+            return folder.is_dir() and folder.name not in self._forgetting(con)
 
     def photos(self, name: str | None = None) -> list[PhotoRecord]:
         """Indexed photos of one person (or of everyone), oldest first."""
@@ -283,7 +301,8 @@ class Gallery:
             args = (validate_name(name),)
         with self._connect() as con:
             rows = con.execute(q + " ORDER BY added, file", args).fetchall()
-        return [_record(p, self.root, f, sha, b) for p, f, sha, b in rows]
+            gone = self._forgetting(con)
+        return [_record(p, self.root, f, sha, b) for p, f, sha, b in rows if p not in gone]
 
     def has_photo(self, name: str, sha: str) -> bool:
         """Whether this exact photo is already enrolled for ``name``."""
@@ -311,9 +330,12 @@ class Gallery:
                 "ON v.sha = p.sha AND v.box = COALESCE(p.box, '') AND v.model = ? ORDER BY p.person, p.added",
                 (model,),
             ).fetchall()
+            gone = self._forgetting(con)
             con.execute("COMMIT")
         vecs, names, missing = [], [], []
         for person, f, sha, b, blob in rows:
+            if person in gone:
+                continue
             if blob is None:
                 missing.append(_record(person, self.root, f, sha, b))
             else:
@@ -351,9 +373,11 @@ class Gallery:
         bkey = box_key(box)
         blob = np.asarray(vector, dtype=np.float32).tobytes()
         wrote = False
-        with self._connect() as con:
+        new_folder = not folder.is_dir()
+        with self._connect() as con, disk_guard(target):
             con.execute("BEGIN IMMEDIATE")
             try:
+                self._refuse_forgotten(con, person)
                 private_dir(folder)
                 if not target.is_file():
                     write_atomic(pending, data, mode=0o600)
@@ -370,6 +394,8 @@ class Gallery:
                 if wrote:
                     pending.unlink(missing_ok=True)
                 _rollback(con)
+                if new_folder:  # no empty person is left behind (a full disk, say)
+                    _remove_empty(folder)
                 raise
         if wrote:
             try:
@@ -377,6 +403,13 @@ class Gallery:
             except FileNotFoundError:
                 pass  # a sync finished the rename, or the person was forgotten or renamed meanwhile
         return _record(person, self.root, fname, sha, row_box)
+
+    def add_person(self, name: str) -> None:
+        """Enrol ``name`` with no photo yet (their folder); nothing happens if they exist."""
+        folder = self.person_dir(name)
+        with self._transaction() as con, disk_guard(folder):
+            self._refuse_forgotten(con, folder.name)
+            private_dir(folder)
 
     def set_face(self, record: PhotoRecord, box, vector: np.ndarray, model: str) -> None:
         """Store the face box (if it was unknown) and ``model``'s vector for an indexed photo.
@@ -429,6 +462,9 @@ class Gallery:
             self.empty_trash()  # left by a removal that crashed; failures are reported by the next removal
         indexed = {(r.person, r.path.name) for r in self.photos()}
         on_disk, leftovers = self._listing()
+        gone_people = set(self.forgetting())
+        on_disk = {k: v for k, v in on_disk.items() if k[0] not in gone_people}
+        leftovers = [f for f in leftovers if f.parent.name not in gone_people]
         new = [k for k in on_disk if k not in indexed]
         if not new and not leftovers and all(k in on_disk for k in indexed):
             return [], []
@@ -442,8 +478,12 @@ class Gallery:
         added: list[PhotoRecord] = []
         dropped: list[PhotoRecord] = []
         with self._transaction() as con:
-            rows = {(p, f): (sha, box) for p, f, sha, box in con.execute("SELECT person, file, sha, box FROM photos")}
+            gone_people = self._forgetting(con)  # their files and rows are for the forget to remove
+            rows = {(p, f): (sha, box) for p, f, sha, box in con.execute("SELECT person, file, sha, box FROM photos")
+                    if p not in gone_people}
             on_disk, leftovers = self._listing()
+            on_disk = {k: v for k, v in on_disk.items() if k[0] not in gone_people}
+            leftovers = [f for f in leftovers if f.parent.name not in gone_people]
             for f in leftovers:
                 person = f.parent.name
                 if f.name.endswith(PENDING):
@@ -512,42 +552,24 @@ class Gallery:
             row = con.execute("SELECT sha FROM photos WHERE person=? AND file=?", (folder.name, file_name)).fetchone()
         self.forget_photo(PhotoRecord(folder.name, folder / file_name, row[0] if row else "", None))
 
-    def forget_person(self, name: str, tag_caches: Iterable[Path] = (),
-                      cluster_files: Iterable[Path] | None = None) -> ForgetReport:
-        """Forget a person everywhere facerec keeps something of them.
+    # -- forgetting: journal first, then the gallery's part (the service does the other stores) --
 
-        In order (a re-run after a crash anywhere finishes the job): (1) the tag caches
-        named drop the stored matches naming them and the cached faces and vectors of
-        every photo that named them, is one of their photos or has a face as close to
-        theirs as the recognition threshold (see :meth:`TagCache.forget`); (2) the cluster files
-        drop every unknown-face group holding one of their faces (with its vectors and
-        contact sheet); (3) in one transaction their folder goes to the trash and their
-        rows go, with every vector no remaining photo uses (every base); (4) the index's
-        log is checkpointed and truncated (``secure_delete`` overwrote the rows), the
-        trash shredded. Leftovers that cannot be removed are reported, not hidden.
-
-        Args:
-            name: the person.
-            tag_caches: tag cache files to clean (e.g. ``settings.cache_dir / "tags.sqlite"``).
-            cluster_files: cluster files to clean; default every ``*.json`` in
-                ``<gallery>/.facerec/clusters/``.
+    def begin_forget(self, name: str) -> ForgetPlan:
+        """Record in the forget journal what is to be forgotten of ``name`` (their photos'
+        hashes and sizes, their vectors under every base) before anything is deleted, and
+        return it. From then on they are no longer enrolled (not listed, not matched, their
+        name refused to new photos) until :meth:`end_forget`. Idempotent: a person already in
+        the journal gets their recorded plan back, with anything of theirs still indexed added.
 
         Raises:
-            PersonNotFoundError: nobody of that name (nothing is changed).
+            PersonNotFoundError: nobody of that name, and no unfinished forget of them.
             InvalidNameError: a bad name.
+            DiskFullError: the journal could not be written (nothing was changed).
         """
         folder = self.person_dir(name)
         person = folder.name
-        with self._connect() as con:
-            rows = con.execute("SELECT file, sha FROM photos WHERE person=?", (person,)).fetchall()
-            shas = {sha for _, sha in rows}
-            vec_rows = con.execute(
-                f"SELECT model, vector FROM vectors WHERE sha IN ({','.join('?' * len(shas))})", tuple(shas)
-            ).fetchall() if shas else []
-        if not folder.is_dir() and not rows:
-            raise PersonNotFoundError(f"nobody called {name!r} is enrolled")
-        sizes = set()
-        if folder.is_dir():
+        shas, sizes = set(), set()
+        if folder.is_dir():  # hashed before the write lock (many big files must not hold writers up)
             for f in folder.iterdir():
                 try:
                     if f.is_file() and not f.is_symlink():
@@ -555,77 +577,77 @@ class Gallery:
                         shas.add(file_hash(f))
                 except OSError:
                     continue
-        by_model: dict[str, list[np.ndarray]] = {}
-        for model, blob in vec_rows:
-            by_model.setdefault(model, []).append(np.frombuffer(blob, dtype=np.float32))
-        vectors = {m: np.stack(v) for m, v in by_model.items()}
-        problems: list[str] = []
-        tag_photos = tag_matches = 0
-        for path in tag_caches:
-            if not Path(path).is_file():
-                continue
-            from facerec.tagcache import TagCache
+        trash = self.files.state / f"{TRASH_PREFIX}{uuid.uuid4().hex}"
+        with self._transaction() as con:
+            for stmt in _JOURNAL.split(";"):
+                if stmt.strip():
+                    con.execute(stmt)
+            row = con.execute("SELECT trash, shas, sizes FROM forgetting WHERE person=?", (person,)).fetchone()
+            rows = con.execute("SELECT sha FROM photos WHERE person=?", (person,)).fetchall()
+            if row is None and not rows and not folder.is_dir():
+                raise PersonNotFoundError(f"nobody called {name!r} is enrolled")
+            shas |= {r[0] for r in rows}
+            if row is not None:
+                trash = Path(row[0])
+                shas |= set(json.loads(row[1]))
+                sizes |= set(json.loads(row[2]))
+            new = sorted(shas)
+            for i in range(0, len(new), 500):
+                part = new[i:i + 500]
+                con.execute(
+                    "INSERT INTO forgetting_vectors SELECT ?, model, vector FROM vectors v "
+                    f"WHERE sha IN ({','.join('?' * len(part))}) AND NOT EXISTS (SELECT 1 FROM forgetting_vectors f "
+                    "WHERE f.person=? AND f.model=v.model AND f.vector=v.vector)", (person, *part, person))
+            con.execute("INSERT OR REPLACE INTO forgetting VALUES (?,?,?,?,?,?)",
+                        (person, str(folder), str(trash), json.dumps(sorted(shas)), json.dumps(sorted(sizes)),
+                         time.time()))
+            by_model: dict[str, list[np.ndarray]] = {}
+            for model, blob in con.execute("SELECT model, vector FROM forgetting_vectors WHERE person=?", (person,)):
+                by_model.setdefault(model, []).append(np.frombuffer(blob, dtype=np.float32))
+        return ForgetPlan(person, folder, trash, frozenset(shas), frozenset(sizes),
+                          {m: np.stack(v) for m, v in by_model.items()})
 
-            try:
-                with TagCache(Path(path)) as cache:
-                    n_photos, n_matches, clean = cache.forget([person], shas, vectors)
-                tag_photos, tag_matches = tag_photos + n_photos, tag_matches + n_matches
-                if not clean:
-                    problems.append(f"{path}: its write-ahead log could not be cleared (in use); run this again")
-            except (sqlite3.Error, OSError) as exc:
-                problems.append(f"{path}: tag cache not cleaned ({exc})")
-        from facerec.cluster import CLUSTERS_DIR, forget_faces
+    def drop_person(self, plan: ForgetPlan) -> tuple[int, int, list[str]]:
+        """The gallery's part of a forget (idempotent): in one transaction their folder goes to
+        the trash and their rows go, with every vector no remaining photo uses (every base);
+        then the index's log is checkpointed and truncated (``secure_delete`` overwrote the
+        rows) and the trash shredded.
 
-        if cluster_files is None:
-            cdir = self.root / INDEX_DIR / CLUSTERS_DIR
-            cluster_files = sorted(cdir.glob("*.json")) if cdir.is_dir() else []
-        groups: list[str] = []
-        for path in cluster_files:
-            try:
-                labels = forget_faces(Path(path), shas, sizes, vectors, folder)
-                groups += [f"{Path(path).name}:{label}" for label in labels]
-            except (FaceRecError, OSError) as exc:
-                problems.append(f"{path}: cluster file not cleaned ({exc})")
-        trash = self.root / INDEX_DIR / f"{TRASH_PREFIX}{uuid.uuid4().hex}"
+        Returns:
+            ``(photos, vectors, problems)``: rows and vectors removed, leftovers that could not be.
+        """
         moved = False
+        problems: list[str] = []
         with self._connect() as con:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                if folder.is_dir():
-                    os.replace(folder, trash)  # atomic: the person vanishes at once
-                    moved = True
-                n = con.execute("DELETE FROM photos WHERE person=?", (person,)).rowcount
-                n_vec = _drop_orphan_vectors(con)
-                con.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'version'")
-                con.execute("COMMIT")
-            except BaseException:
-                if moved:
-                    os.replace(trash, folder)
-                _rollback(con)
-                raise
-            secure = con.execute("SELECT 1 FROM meta WHERE key='secure'").fetchone() is not None
-            if not secure:  # an index written before secure_delete: rewrite it once
-                con.execute("VACUUM")
+            with transaction(con, self.db_path):
+                try:
+                    if plan.folder.is_dir():
+                        os.replace(plan.folder, plan.trash)  # atomic: the folder vanishes at once
+                        moved = True
+                    n = con.execute("DELETE FROM photos WHERE person=?", (plan.name,)).rowcount
+                    n_vec = _drop_orphan_vectors(con)
+                    con.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'version'")
+                except BaseException:
+                    if moved:
+                        os.replace(plan.trash, plan.folder)
+                    raise
+            if con.execute("SELECT 1 FROM meta WHERE key='secure'").fetchone() is None:
+                con.execute("VACUUM")  # an index written before secure_delete: rewritten once
                 con.execute("INSERT OR REPLACE INTO meta VALUES ('secure', '1')")
             if not checkpoint(con):
-                problems.append(f"{self.db_path}: its write-ahead log could not be cleared (in use); "
-                                "run this again")
-        problems += self.empty_trash()
-        return ForgetReport(person, n, n_vec, tag_photos, tag_matches, tuple(groups), tuple(problems))
+                problems.append(f"{self.db_path}: its write-ahead log could not be cleared (in use)")
+        problems += [f"could not delete {f}" for f in remove_tree(plan.trash)]
+        return n, n_vec, problems
 
-    def remove_person(self, name: str, tag_caches: Iterable[Path] = (),
-                      cluster_files: Iterable[Path] | None = None) -> int:
-        """:meth:`forget_person`, returning the number of photos removed.
-
-        Raises:
-            ForgetIncompleteError: the person is forgotten but something listed in the
-                message could not be removed.
-        """
-        report = self.forget_person(name, tag_caches, cluster_files)
-        if report.problems:
-            raise ForgetIncompleteError(f"{report.name} was forgotten, but some of it could not be removed: "
-                                        + "; ".join(report.problems))
-        return report.photos
+    def end_forget(self, name: str) -> None:
+        """Remove ``name`` from the forget journal (everything of theirs is gone), overwriting
+        the recorded hashes and vectors, and clear the index's log."""
+        with self._connect() as con:
+            with transaction(con, self.db_path):
+                if "forgetting" in {r[0] for r in con.execute("SELECT name FROM sqlite_master")}:
+                    con.execute("DELETE FROM forgetting WHERE person=?", (name,))
+                    con.execute("DELETE FROM forgetting_vectors WHERE person=?", (name,))
+            checkpoint(con)
 
     def empty_trash(self) -> list[str]:
         """Shred every trash folder of committed (or crashed) removals; returns what failed."""
@@ -642,31 +664,92 @@ class Gallery:
         return [f"could not delete {f}" for f in failed]
 
     def rename_person(self, old: str, new: str) -> None:
-        """Rename a person (folder and index); refuses to overwrite someone else."""
+        """Rename a person (folder and index); refuses to overwrite someone else
+        (:meth:`merge_person` joins two people)."""
         src, dst = self.person_dir(old), self.person_dir(new)
         if not src.is_dir():
             raise PersonNotFoundError(f"nobody called {old!r} is enrolled")
         if src == dst:
             return
         if dst.exists() and not (src.name.casefold() == dst.name.casefold() and os.path.samefile(src, dst)):
-            raise PersonExistsError(f"{new!r} is already enrolled; remove or rename them first")
+            raise PersonExistsError(f"{dst.name!r} is already enrolled; merge {src.name} into them, or "
+                                    "choose another name")
         moved = False
-        with self._connect() as con:  # the folder moves under the write lock: a sync never sees half
-            con.execute("BEGIN IMMEDIATE")
+        with self._transaction() as con:  # the folder moves under the write lock: a sync never sees half
+            self._refuse_forgotten(con, src.name, dst.name)
             try:
                 os.replace(src, dst)
                 moved = True
                 con.execute("UPDATE photos SET person=? WHERE person=?", (dst.name, src.name))
-                con.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'version'")
-                con.execute("COMMIT")
             except BaseException:
                 if moved:
                     os.replace(dst, src)
-                _rollback(con)
                 raise
 
+    def move_photos(self, name: str, files: list[str] | None, to: str) -> int:
+        """Move photos of ``name`` (``files``: their file names; ``None``: all, which merges
+        ``name`` into ``to`` and removes ``name``) to person ``to`` (created if new). A photo
+        ``to`` already has is dropped from ``name`` instead. Face boxes and vectors follow the
+        photos. Files move under the index's write lock; after a crash a sync finds them
+        in ``to``'s folder and, as for any photo moved by hand, keeps their faces.
+
+        Returns:
+            How many photos ``to`` gained.
+
+        Raises:
+            PersonNotFoundError: ``name`` is not enrolled or has no such photo.
+            InvalidNameError; DiskFullError (nothing was changed).
+        """
+        src, dst = self.person_dir(name), self.person_dir(to)
+        if not src.is_dir():
+            raise PersonNotFoundError(f"nobody called {name!r} is enrolled")
+        if src == dst:
+            return 0
+        wanted = sorted(f.name for f in src.iterdir() if not f.name.startswith(".") and f.is_file()) \
+            if files is None else list(files)
+        for f in wanted:
+            if Path(f).name != f or not (src / f).is_file():
+                raise PersonNotFoundError(f"{src.name} has no photo {f!r}")
+        gained = 0
+        new_folder = not dst.is_dir()
+        with self._transaction() as con, disk_guard(dst):
+            self._refuse_forgotten(con, src.name, dst.name)
+            private_dir(dst)
+            have = {r[0] for r in con.execute("SELECT sha FROM photos WHERE person=?", (dst.name,))}
+            done: list[tuple[Path, Path]] = []
+            try:
+                for f in wanted:
+                    row = con.execute("SELECT sha FROM photos WHERE person=? AND file=?", (src.name, f)).fetchone()
+                    if row is not None and row[0] in have:  # already theirs: drop the copy
+                        con.execute("DELETE FROM photos WHERE person=? AND file=?", (src.name, f))
+                        continue
+                    os.replace(src / f, dst / f)
+                    done.append((src / f, dst / f))
+                    con.execute("UPDATE photos SET person=? WHERE person=? AND file=?", (dst.name, src.name, f))
+                    gained += 1
+            except BaseException:
+                for a, b in reversed(done):
+                    os.replace(b, a)
+                if new_folder:
+                    _remove_empty(dst)
+                raise
+            _drop_orphan_vectors(con)
+        for f in wanted:  # copies of photos ``to`` already had
+            if (src / f).exists():
+                shred(src / f)
+        if files is None:
+            remove_tree(src)
+        return gained
 
 def _drop_orphan_vectors(con: sqlite3.Connection) -> int:
     """Delete every vector whose photo no row refers to any more; returns how many."""
     return con.execute("DELETE FROM vectors WHERE NOT EXISTS "
                        "(SELECT 1 FROM photos p WHERE p.sha = vectors.sha)").rowcount
+
+
+def _remove_empty(folder: Path) -> None:
+    """Remove ``folder`` if it is empty (best effort)."""
+    try:
+        folder.rmdir()
+    except OSError:
+        pass

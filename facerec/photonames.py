@@ -6,48 +6,39 @@ Nothing here touches Streamlit.
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Iterable
 
-from facerec.storage import INDEX_DIR, private_dir, private_file
+from facerec.storage import GalleryFiles, connect, disk_guard
 
-FILE = "photo_names.sqlite"
+_SCHEMA = "CREATE TABLE IF NOT EXISTS names (sha TEXT PRIMARY KEY, name TEXT NOT NULL)"
 
 
-def _connect(gallery: Path | str) -> sqlite3.Connection:
-    path = Path(gallery) / INDEX_DIR / FILE
-    private_dir(path.parent)
-    private_file(path)
-    con = sqlite3.connect(path, timeout=30)
-    con.execute("PRAGMA secure_delete = ON")
-    con.execute("CREATE TABLE IF NOT EXISTS names (sha TEXT PRIMARY KEY, name TEXT NOT NULL)")
-    return con
+def _path(gallery: Path | str) -> Path:
+    return GalleryFiles(Path(gallery)).photo_names
 
 
 def remember(gallery: Path | str, sha: str, name: str) -> None:
     """Keep ``name`` (its last path component) as the original name of photo ``sha``."""
-    with _connect(gallery) as con:
+    path = _path(gallery)
+    with connect(path, _SCHEMA, wal=False, fresh_marker="names") as con, disk_guard(path):
         con.execute("INSERT OR REPLACE INTO names VALUES (?, ?)", (sha, Path(name).name))
-    con.close()
 
 
 def names(gallery: Path | str) -> dict[str, str]:
     """``{sha: original name}`` of every photo whose name is known."""
-    if not (Path(gallery) / INDEX_DIR / FILE).is_file():
+    path = _path(gallery)
+    if not path.is_file():
         return {}
-    with _connect(gallery) as con:
-        out = dict(con.execute("SELECT sha, name FROM names"))
-    con.close()
-    return out
+    with connect(path, _SCHEMA, wal=False, fresh_marker="names") as con:
+        return dict(con.execute("SELECT sha, name FROM names"))
 
 
 def forget(gallery: Path | str, shas: Iterable[str]) -> int:
     """Drop the names of these photos (removed or forgotten); returns how many."""
     shas = list(shas)
-    if not shas or not (Path(gallery) / INDEX_DIR / FILE).is_file():
+    path = _path(gallery)
+    if not shas or not path.is_file():
         return 0
-    with _connect(gallery) as con:
-        n = con.executemany("DELETE FROM names WHERE sha = ?", [(s,) for s in shas]).rowcount
-    con.close()
-    return n
+    with connect(path, _SCHEMA, wal=False, fresh_marker="names") as con, disk_guard(path):
+        return con.executemany("DELETE FROM names WHERE sha = ?", [(s,) for s in shas]).rowcount

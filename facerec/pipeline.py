@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
 
-from facerec.align import face_crop
-from facerec.detect import Detector, downscale, make_detector, rescale_face
-from facerec.embed import Embedder, import_tensorflow, load_embedder
-from facerec.errors import EmptyGalleryError, GalleryBusyError, ImageError, ManyFacesError, NoFaceError
+from facerec.detect import Detector
+from facerec.embed import Embedder
+from facerec.errors import DiskFullError, EmptyGalleryError, GalleryBusyError, ImageError, ManyFacesError, NoFaceError
+from facerec.facepath import (FacePath, Models, align_faces, decode_for_detection, find_faces,  # noqa: F401
+                              find_faces_many, fit_matcher, match_threshold)
 from facerec.gallery import Gallery, PhotoRecord
 from facerec.storage import content_hash
-from facerec.images import Photo, decode_photo
+from facerec.images import Photo
 from facerec.quality import Quality, face_quality
 from facerec.settings import Settings
 from facerec.types import Face, Match
@@ -53,51 +54,6 @@ def pick_face(faces: list[Face], largest: bool = False, source: str = "photo") -
     return max(faces, key=lambda f: f.area)
 
 
-def decode_for_detection(data: bytes, name: str, settings: Settings) -> Photo:
-    """Decode a photo at the size recognition needs: a large JPEG is reduced in the decoder
-    (DCT scaling by 1/2, 1/4 or 1/8) to no less than 3/4 of the detector's working size
-    (``settings.max_detect_side``): a 12 MP photo is decoded at 1008x756 (1/4), in 44 ms
-    instead of 760 ms in full, and never exists in full in memory. A photo the decoder cannot
-    reduce (PNG, TIFF, ...) and over twice that size is downscaled to the working size
-    right after decoding, so no photo holds more than a few megabytes while it waits in
-    the tagger's queues."""
-    side = settings.max_detect_side * 3 // 4
-    photo = decode_photo(data, name, side)
-    if max(photo.pixels.shape[:2]) > 2 * side:
-        photo = Photo(downscale(photo.pixels, settings.max_detect_side)[0], photo.size)
-    return photo
-
-
-def align_faces(photo: Photo, faces: list[Face], size: int, zoom: float) -> list[Face]:
-    """``faces`` (displayed-photo pixels) with aligned ``(size, size, 3)`` crops cut from ``photo.pixels``."""
-    s = photo.scale
-    out = []
-    for f in faces:
-        g = rescale_face(f, 1.0 / s)  # into the decoded pixels
-        out.append(f.replace(crop=face_crop(photo.pixels, g.box, g.landmarks, size, zoom)))
-    return out
-
-
-def find_faces(photo: Photo, detector: Detector, size: int, zoom: float, retry: bool = False) -> list[Face]:
-    """Every face of a decoded photo, aligned: boxes and landmarks in displayed-photo pixels,
-    crops ``(size, size, 3)`` uint8 cut from the decoded pixels (most confident first).
-    ``retry``: when none is found, look again with the detector's ``finer()`` variant."""
-    return find_faces_many([photo], detector, size, zoom, retry)[0]
-
-
-def find_faces_many(photos: list[Photo], detector: Detector, size: int, zoom: float,
-                    retry: bool = False) -> list[list[Face]]:
-    """:func:`find_faces` for several photos, detected together (batched over same-size photos)."""
-    found = detector.detect_many([p.pixels for p in photos], [p.scale for p in photos])
-    empty = [i for i, faces in enumerate(found) if not faces]
-    if retry and empty and hasattr(detector, "finer"):
-        again = detector.finer().detect_many([photos[i].pixels for i in empty], [photos[i].scale for i in empty])
-        for i, faces in zip(empty, again):
-            found[i] = faces
-    return [[rescale_face(f, p.scale).replace(crop=face_crop(p.pixels, f.box, f.landmarks, size, zoom))
-             for f in faces] for p, faces in zip(photos, found)]
-
-
 @dataclass(frozen=True)
 class Enrolled:
     """Outcome of enrolling one photo."""
@@ -106,41 +62,6 @@ class Enrolled:
     face: Face
     duplicate: bool
     quality: Quality | None = None
-
-
-class Models:
-    """A detector and an embedder, each built from ``settings`` on first use (thread-safe,
-    each under its own lock so both can load at once). No gallery: Ray actors and worker
-    processes hold one too.
-
-    Args:
-        settings: decides the detector and the embedder.
-        detector, embedder: use these instead of building them (tests).
-    """
-
-    def __init__(self, settings: Settings, detector: Detector | None = None,
-                 embedder: Embedder | None = None) -> None:
-        self.settings = settings
-        self._detector, self._embedder = detector, embedder
-        self._detector_lock, self._embedder_lock = threading.Lock(), threading.Lock()
-
-    @property
-    def detector(self) -> Detector:
-        if self._detector is None:  # the lock only while loading, not on every photo or frame
-            with self._detector_lock:
-                if self._detector is None:
-                    import_tensorflow()
-                    self._detector = make_detector(self.settings)
-        return self._detector
-
-    @property
-    def embedder(self) -> Embedder:
-        if self._embedder is None:
-            with self._embedder_lock:
-                if self._embedder is None:
-                    import_tensorflow()
-                    self._embedder = load_embedder(self.settings)
-        return self._embedder
 
 
 class FaceRecognizer:
@@ -157,6 +78,7 @@ class FaceRecognizer:
         self.settings = settings
         self.gallery = Gallery(settings.gallery)
         self.models = Models(settings, detector, embedder)
+        self.path = FacePath(settings, self.models)  # detect -> align -> embed, shared with the tagger's workers
         self._lock = threading.RLock()  # guards the fitted matcher; held only for moments
         self._refresh_lock = threading.Lock()  # one refresh (sync, embedding, fitting) at a time
         self._matcher: CosineMatcher | None = None
@@ -186,30 +108,24 @@ class FaceRecognizer:
     # -- faces -----------------------------------------------------------------------
 
     def align(self, image: np.ndarray, faces: list[Face]) -> list[Face]:
-        """Faces with their aligned crops at the embedder's input size."""
-        e = self.embedder
-        return [f.replace(crop=face_crop(image, f.box, f.landmarks, e.input_size, e.backbone.zoom)) for f in faces]
+        """Faces with their aligned crops at the embedder's input size (:meth:`FacePath.align`)."""
+        return self.path.align(image, faces)
 
     def embed(self, faces: list[Face]) -> list[Face]:
-        """Faces (with crops) with their identity vectors."""
-        if not faces:
-            return []
-        vecs = self.embedder.embed(np.stack([f.crop for f in faces]), flip=self.settings.flip,
-                                   batch_size=self.settings.batch_size)
-        return [f.replace(vector=v) for f, v in zip(faces, vecs)]
+        """Faces (with crops) with their identity vectors (:meth:`FacePath.embed`)."""
+        return self.path.embed(faces)
 
     def faces(self, image: np.ndarray) -> list[Face]:
         """Every face in an RGB uint8 photo, detected, aligned and embedded."""
-        return self.embed(self.align(image, self.detector.detect(image)))
+        return self.path.image_faces([image])[0]
 
     def read(self, data: bytes, name: str = "photo") -> Photo:
         """Photo bytes decoded for recognition (see :func:`decode_for_detection`)."""
-        return decode_for_detection(data, name, self.settings)
+        return self.path.read(data, name)
 
     def find_faces(self, photo: Photo) -> list[Face]:
         """Every face of a decoded photo, aligned, in displayed-photo pixels (see :func:`find_faces`)."""
-        e = self.embedder
-        return find_faces(photo, self.detector, e.input_size, e.backbone.zoom, self.settings.retry_no_face)
+        return self.path.locate([photo], self.settings.retry_no_face)[0]
 
     # -- matching ----------------------------------------------------------------------
 
@@ -259,13 +175,10 @@ class FaceRecognizer:
             if len(X) == 0:
                 raise EmptyGalleryError(
                     f"nobody is enrolled in {self.gallery.root}; enrol people first (facerec enroll)")
-            from facerec.classify import CosineMatcher
-            from facerec.thresholds import recognition_threshold
-
-            calibrated = recognition_threshold(self.settings.replace(threshold=None), names, self.embedder.threshold)
+            threshold, calibrated = match_threshold(self.settings, names, self.embedder.threshold)
             with self._lock:
                 self._gallery_threshold = calibrated
-            matcher = CosineMatcher(threshold=self.threshold).fit(X, names)
+            matcher = fit_matcher(X, names, threshold)
             with self._lock:
                 self._matcher, self._fitted_version = matcher, version
             return matcher
@@ -309,35 +222,21 @@ class FaceRecognizer:
     def identify_many(self, images: list[np.ndarray]) -> list[list[tuple[Face, Match]]]:
         """:meth:`identify` for several photos: detection batched where the detector
         can (same-size photos), all faces embedded and matched together."""
-        found = self.detector.detect_many(images)
-        faces = self.embed([f for image, fs in zip(images, found) for f in self.align(image, fs)])
-        matches = self.match(faces)
-        out, i = [], 0
-        for fs in found:
-            out.append(list(zip(faces[i:i + len(fs)], matches[i:i + len(fs)])))
-            i += len(fs)
-        return out
+        groups = self.path.image_faces(images)
+        matches = iter(self.match([f for fs in groups for f in fs]))
+        return [[(f, next(matches)) for f in fs] for fs in groups]
 
     # -- enrolment ---------------------------------------------------------------------
 
-    def enroll(self, name: str, data: bytes, source: str = "photo", largest: bool = False,
-               face: Face | None = None, suffix: str | None = None) -> Enrolled:
-        """Enrol one photo of ``name``.
-
-        Args:
-            name: the person (validated; created if new).
-            data: the photo file's bytes (stored unchanged).
-            source: the photo's name for messages.
-            largest: with several faces, take the largest instead of refusing.
-            face: an already detected face of this photo to use (the app's face picker), in
-                displayed-photo pixels; with its crop or vector set, the photo is not decoded again.
-            suffix: file extension to keep; guessed from ``source`` by default.
+    def enrolment_face(self, data: bytes, source: str = "photo", face: Face | None = None,
+                       largest: bool = False) -> Face:
+        """The face of a photo to enrol, aligned and embedded: ``face`` (an already detected
+        face in displayed-photo pixels, e.g. picked in the app; with its vector set nothing is
+        decoded), or the only face found (with ``largest``: the largest).
 
         Raises:
-            ImageError, NoFaceError, ManyFacesError, InvalidNameError. The gallery
-            is unchanged when anything is raised.
+            ImageError, NoFaceError, ManyFacesError.
         """
-        self.gallery.person_dir(name)  # validate before any work
         if face is None or (face.vector is None and face.crop is None):
             photo = self.read(data, source)
             e = self.embedder
@@ -347,56 +246,34 @@ class FaceRecognizer:
                 face = align_faces(photo, [face], e.input_size, e.backbone.zoom)[0]
         if face.vector is None:
             face = self.embed([face])[0]
+        return face
+
+    def enroll(self, name: str, data: bytes, source: str = "photo", largest: bool = False,
+               face: Face | None = None, suffix: str | None = None) -> Enrolled:
+        """Enrol one photo of ``name`` as it is, with no check for mistakes (front ends use
+        ``facerec.people.People.enroll``, which makes them first).
+
+        Args:
+            name: the person (validated; created if new).
+            data: the photo file's bytes (stored unchanged).
+            source: the photo's name for messages.
+            largest: with several faces, take the largest instead of refusing.
+            face: see :meth:`enrolment_face`.
+            suffix: file extension to keep; guessed from ``source`` by default.
+
+        Raises:
+            ImageError, NoFaceError, ManyFacesError, InvalidNameError, DiskFullError. The
+            gallery is unchanged when anything is raised.
+        """
+        self.gallery.person_dir(name)  # validate before any work
+        face = self.enrolment_face(data, source, face, largest)
         duplicate = self.gallery.has_photo(name, content_hash(data))
         rec = self.gallery.add_photo(name, data, face.box, face.vector, self.embedder.key,
                                      suffix or Path(source).suffix or ".jpg")
         from facerec import photonames
 
-        photonames.remember(self.gallery.root, rec.sha, source)  # shown on the People page
+        try:
+            photonames.remember(self.gallery.root, rec.sha, source)  # shown on the People page
+        except DiskFullError:
+            pass  # the photo is enrolled; only its original name is not shown
         return Enrolled(rec, face, duplicate, face_quality(face) if face.crop is not None else None)
-
-    def rename(self, old: str, new: str) -> str:
-        """Rename a person in the gallery and in the who-was-here history; returns the new
-        name as stored (validated, NFC).
-
-        Raises:
-            InvalidNameError, PersonNotFoundError, PersonExistsError: nothing was changed.
-        """
-        from facerec import history
-        from facerec.gallery import validate_name
-
-        self.gallery.rename_person(old, new)
-        new = validate_name(new)
-        history.rename(self.gallery.root, validate_name(old), new)
-        return new
-
-    def remove_photo(self, name: str, file_name: str) -> None:
-        """Remove one enrolled photo: its file, row and vector, its cached pictures and its
-        remembered original name."""
-        from facerec import photonames, thumbs
-
-        sha = next((r.sha for r in self.gallery.photos(name) if r.path.name == file_name), None)
-        self.gallery.remove_photo(name, file_name)
-        if sha is not None and not any(r.sha == sha for r in self.gallery.photos()):
-            thumbs.forget(self.settings.cache_dir, [sha])
-            photonames.forget(self.gallery.root, [sha])
-
-    def forget(self, name: str) -> int:
-        """Forget a person everywhere facerec keeps something of them: photos, vectors under
-        every base, tag cache entries and cluster groups (:meth:`Gallery.remove_person`),
-        their who-was-here history, cached face pictures and original file names.
-        Returns the number of photos removed.
-
-        Raises:
-            PersonNotFoundError; ForgetIncompleteError naming what could not be deleted.
-        """
-        from facerec import history, photonames, thumbs
-
-        shas = [r.sha for r in self.gallery.photos(name)]
-        n = self.gallery.remove_person(name, tag_caches=[self.settings.cache_dir / "tags.sqlite"])
-        history.forget(self.gallery.root, name)
-        kept = {r.sha for r in self.gallery.photos()}  # the same photo enrolled for someone else
-        gone = [s for s in shas if s not in kept]
-        thumbs.forget(self.settings.cache_dir, gone)
-        photonames.forget(self.gallery.root, gone)
-        return n

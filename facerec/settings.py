@@ -1,7 +1,23 @@
-"""One typed settings object, read from ``FACEREC_*`` environment variables.
+"""One typed settings object, read from ``FACEREC_*`` environment variables and the
+choices saved for a gallery.
 
 Pass a :class:`Settings` explicitly to everything that needs one; nothing in
-facerec reads the environment behind your back except :meth:`Settings.from_env`.
+facerec reads the environment behind your back except :meth:`Settings.from_env`
+and :func:`effective_settings`.
+
+**One settings source per gallery.** The base, detector and per-base thresholds chosen
+on the app's Settings page are saved in the gallery (:func:`save_choices`,
+``<gallery>/.facerec/settings.json``) and apply to every front end that builds its
+settings with :func:`effective_settings` (the CLI and the app). For each field, the
+first of these that is set wins:
+
+1. a command-line flag (``--backbone``, ``--threshold``...), for one run;
+2. a ``FACEREC_*`` environment variable, for one run (or one server);
+3. the choice saved for the gallery;
+4. the default.
+
+A saved threshold belongs to its base and head (:func:`threshold_key`): it applies only
+when that base and head are in use, whichever of the above chose the base.
 """
 
 from __future__ import annotations
@@ -11,9 +27,10 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from facerec.errors import ConfigError
+from facerec.storage import GalleryFiles, private_dir, write_atomic
 
 DETECTORS = ("yunet", "mtcnn", "opencv")
 
@@ -157,6 +174,10 @@ class Settings:
     photo_roots: tuple[Path, ...] | None = None
 
     def __post_init__(self) -> None:
+        for name in ("gallery", "cache_dir", "head"):  # a flag's string is a path too
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                object.__setattr__(self, name, Path(value))
         if self.detector not in DETECTORS:
             raise ConfigError(f"unknown detector {self.detector!r}; choose one of {', '.join(DETECTORS)}")
         if self.detection_confidence is not None and not 0.0 <= self.detection_confidence <= 1.0:
@@ -193,13 +214,14 @@ class Settings:
         return servers
 
     def replace(self, **changes: Any) -> "Settings":
-        """A copy with some fields changed; ``None`` values are ignored.
+        """A copy with some fields changed; ``None`` values are ignored, except
+        ``threshold=None``, which means the calibrated threshold (as ``"calibrated"``).
 
         A threshold belongs to a base and head: changing ``backbone`` or ``head`` without
-        giving a ``threshold`` goes back to the new base's calibrated one (``threshold=
-        "calibrated"`` does so explicitly), so one base's number never reaches another.
+        giving a ``threshold`` goes back to the new base's calibrated one (``threshold=None``
+        or ``"calibrated"`` does so explicitly), so one base's number never reaches another.
         """
-        changes = {k: v for k, v in changes.items() if v is not None}
+        changes = {k: v for k, v in changes.items() if v is not None or k == "threshold"}
         moved = any(k in changes and changes[k] != getattr(self, k) for k in ("backbone", "head"))
         if moved and "threshold" not in changes:
             changes["threshold"] = CALIBRATED
@@ -240,3 +262,127 @@ class Settings:
             values["weights"] = weights
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+# -- the choices saved for a gallery ----------------------------------------------------
+
+SAVED_FIELDS = ("backbone", "detector")
+"""Settings fields a gallery's saved choices may set (besides the per-base ``thresholds``)."""
+
+
+def settings_file(gallery: Path | str) -> Path:
+    """Where the choices of ``gallery`` are saved (``<gallery>/.facerec/settings.json``)."""
+    return GalleryFiles(Path(gallery)).settings
+
+
+def load_choices(gallery: Path | str) -> dict[str, Any]:
+    """The choices saved for ``gallery`` (base, detector, per-base thresholds: see
+    :func:`with_threshold`), ``{}`` when none were saved.
+
+    Reads ``<gallery>/.facerec/settings.json``, or, when it is missing, the app's file of
+    facerec 0.7 and before (``app_settings.json``, same document).
+
+    Raises:
+        ConfigError: the file exists but cannot be read or is not a JSON object.
+    """
+    files = GalleryFiles(Path(gallery))
+    for path in (files.settings, files.legacy_settings):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            continue
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the saved settings {path} ({getattr(exc, 'strerror', None) or exc}); "
+                              "fix its permissions, or delete it to use the defaults") from None
+        try:
+            doc = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"the saved settings {path} are not valid JSON ({exc}); fix the file, or delete it "
+                              "and save them again on the app's Settings page") from None
+        if not isinstance(doc, dict):
+            raise ConfigError(f"the saved settings {path} are not a JSON object; delete the file and save them "
+                              "again on the app's Settings page")
+        return doc
+    return {}
+
+
+def save_choices(gallery: Path | str, choices: Mapping[str, Any]) -> Path:
+    """Save ``choices`` (a document built with :func:`with_threshold`) as the settings of
+    ``gallery``, atomically, mode 0600 in the 0700 index folder; returns the file.
+
+    Every front end reads them back through :func:`effective_settings`.
+
+    Raises:
+        ConfigError: the detector is not one of :data:`DETECTORS` (thresholds are checked by
+            :func:`with_threshold`); nothing is written.
+        OSError: the file could not be written (nothing was changed).
+    """
+    doc = dict(choices)
+    if "detector" in doc and doc["detector"] not in DETECTORS:
+        raise ConfigError(f"unknown detector {doc['detector']!r}; choose one of {', '.join(DETECTORS)}")
+    path = settings_file(gallery)
+    private_dir(path.parent)
+    write_atomic(path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode(), mode=0o600)
+    return path
+
+
+def _set_in_env(env: Mapping[str, str], name: str) -> bool:
+    """Whether ``FACEREC_<NAME>`` is set to something (an empty value counts as unset, as in
+    :meth:`Settings.from_env`)."""
+    return env.get(f"FACEREC_{name.upper()}", "") != ""
+
+
+def with_choices(settings: Settings, choices: Mapping[str, Any], fixed: Iterable[str] = ()) -> Settings:
+    """``settings`` with the saved ``choices`` applied to the fields not in ``fixed`` (those a
+    flag or an environment variable set for this run).
+
+    The threshold is the one saved for the resulting base and head (:func:`threshold_key`),
+    calibrated when none was; a ``fixed`` threshold is kept whatever the base.
+
+    Raises:
+        ConfigError: a saved value is not valid.
+    """
+    fixed = set(fixed)
+    values: dict[str, Any] = {name: choices[name] for name in SAVED_FIELDS
+                              if name not in fixed and choices.get(name) is not None}
+    if "backbone" in values and not isinstance(values["backbone"], str):
+        raise ConfigError(f"saved base {values['backbone']!r} is not a base network's name")
+    if "threshold" not in fixed:
+        key = threshold_key(values.get("backbone", settings.backbone), settings.head)
+        values["threshold"] = saved_thresholds(choices).get(key)
+    return dataclasses.replace(settings, **values)
+
+
+def effective_settings(environ: Mapping[str, str] | None = None,
+                       warn: Callable[[str], None] | None = None, **flags: Any) -> Settings:
+    """The settings one run uses on its gallery, for the CLI and the app alike.
+
+    For each field: ``flags`` (command-line options; ``None`` = not given) win over
+    ``FACEREC_*`` variables of ``environ`` (default ``os.environ``), which win over the
+    choices saved for the gallery (:func:`load_choices`), which win over the defaults. The
+    gallery itself comes from the flags or the environment.
+
+    Args:
+        warn: when given, saved settings that cannot be used (an unreadable file, an
+            invalid value) are reported through it and left out, instead of raising.
+
+    Raises:
+        ConfigError: a flag or variable is invalid; or the saved settings are, and no
+            ``warn`` was given.
+    """
+    env = os.environ if environ is None else environ
+    settings = Settings.from_env(env, **flags)
+    fixed = {name for name, value in flags.items() if value is not None}
+    fixed |= {name for name in (*SAVED_FIELDS, "threshold") if _set_in_env(env, name)}
+    try:
+        choices = load_choices(settings.gallery)
+        try:
+            return with_choices(settings, choices, fixed)
+        except ConfigError as exc:
+            raise ConfigError(f"the settings saved for {settings.gallery} cannot be used: {exc}; save them again "
+                              "on the app's Settings page") from None
+    except ConfigError as exc:
+        if warn is None:
+            raise
+        warn(f"{exc} (ignored for now: the defaults and FACEREC_* variables apply)")
+        return settings

@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import shutil
 import sqlite3
 import stat
 import time
@@ -106,13 +107,25 @@ def thumbs_dir(cache_dir: Path) -> Path:
 _FULL_TEXT = ("database or disk is full", "disk i/o error", "no space left")
 
 
-def is_disk_full(exc: BaseException) -> bool:
-    """Whether ``exc`` (an ``OSError`` or ``sqlite3.Error``) comes from a full disk (or quota)."""
+LOW_SPACE = 1 << 20  # bytes: below this, SQLite's "disk I/O error" is taken for a full disk
+
+
+def is_disk_full(exc: BaseException, path: Path | str | None = None) -> bool:
+    """Whether ``exc`` (an ``OSError`` or ``sqlite3.Error``) comes from a full disk (or quota).
+    SQLite reports a full disk as "database or disk is full", or as "disk I/O error" when it
+    cannot create its ``-shm`` file: the latter counts only when ``path``'s file system has
+    less than :data:`LOW_SPACE` free."""
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
     if isinstance(exc, sqlite3.Error):
         text = str(exc).lower()
-        return "full" in text or ("disk i/o error" in text)
+        if "database or disk is full" in text:
+            return True
+        if "disk i/o error" in text and path is not None:
+            try:
+                return shutil.disk_usage(Path(path).parent).free < LOW_SPACE
+            except OSError:
+                return False
     return False
 
 
@@ -128,17 +141,26 @@ def disk_guard(path: Path | str) -> Iterator[None]:
     try:
         yield
     except (OSError, sqlite3.Error) as exc:
-        if is_disk_full(exc) and not isinstance(exc, DiskFullError):
+        if is_disk_full(exc, path):
             raise disk_full_error(path, exc) from exc
         raise
 
 
 # -- SQLite --------------------------------------------------------------------------
 
+class FullDiskView(sqlite3.Connection):
+    """A read-only, immutable view of a database opened on a full disk (see :func:`open_db`)."""
+
+
+def is_full_disk_view(con: sqlite3.Connection) -> bool:
+    """Whether ``con`` is the read-only view :func:`open_db` gives on a full disk."""
+    return isinstance(con, FullDiskView)
+
+
 def _open(path: Path, immutable: bool = False) -> sqlite3.Connection:
     if immutable:  # a read-only view that needs no -shm/-wal file: readable on a full disk
         con = sqlite3.connect(f"file:{quote(os.fspath(path))}?immutable=1", uri=True,
-                              isolation_level=None, check_same_thread=False)
+                              isolation_level=None, check_same_thread=False, factory=FullDiskView)
     else:
         con = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         con.execute("PRAGMA busy_timeout=30000")
@@ -165,6 +187,7 @@ def open_db(path: Path | str, schema: str = "", wal: bool = True, fresh_marker: 
             tighten(Path(f"{path}{suffix}"), 0o600)
         con = _open(path)
         try:
+            con.execute("SELECT count(*) FROM sqlite_master").fetchone()  # a full disk shows here (no -shm file)
             if wal:
                 use_wal(con)
             if schema and (fresh_marker is None or con.execute(
@@ -175,7 +198,7 @@ def open_db(path: Path | str, schema: str = "", wal: bool = True, fresh_marker: 
             raise
         return con
     except (OSError, sqlite3.Error) as exc:
-        if not is_disk_full(exc):
+        if not is_disk_full(exc, path):
             raise
         if not existed:
             raise disk_full_error(path, exc) from exc
@@ -197,6 +220,9 @@ def connect(path: Path | str, schema: str = "", wal: bool = True,
 def transaction(con: sqlite3.Connection, path: Path | str = "the database") -> Iterator[sqlite3.Connection]:
     """``BEGIN IMMEDIATE`` ... ``COMMIT`` on ``con`` (rolled back on any error); a full disk
     raises :class:`DiskFullError` with nothing changed."""
+    if is_full_disk_view(con):
+        raise DiskFullError(f"disk full: {path} can be read but not written; free some space and try again "
+                            "(nothing was changed)")
     with disk_guard(path):
         con.execute("BEGIN IMMEDIATE")
         try:

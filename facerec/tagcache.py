@@ -33,7 +33,8 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from facerec.storage import checkpoint, private_dir, private_file, tighten, use_wal
+from facerec.errors import DiskFullError
+from facerec.storage import checkpoint, disk_guard, private_dir, private_file, tighten, use_wal
 from facerec.types import Face, Match
 
 _SCHEMA = """
@@ -56,23 +57,35 @@ class TagCache:
 
     Safe to use from several threads of one process (one connection, a lock)
     and from several processes at once (SQLite locking, WAL).
+
+    Raises:
+        DiskFullError: (opening, or any write) the disk or quota is full; a failed write
+            leaves the cache as it was (:class:`CacheSession` carries on without it).
     """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        with disk_guard(self.path):
+            self._open()
+
+    def _open(self) -> None:
         private_dir(self.path.parent)
         private_file(self.path)  # SQLite gives its -wal and -shm files the same mode
         for suffix in ("", "-wal", "-shm"):
             tighten(os.fspath(self.path) + suffix, 0o600)
         self._lock = threading.Lock()
         self._con = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        self._con.execute("PRAGMA secure_delete=ON")
-        use_wal(self._con)  # retried: several processes may open a new cache at once
-        self._con.execute("PRAGMA synchronous=NORMAL")
-        fresh = self._con.execute("SELECT 1 FROM sqlite_master WHERE name='photos'").fetchone() is None
-        self._con.executescript(_SCHEMA)
-        if fresh:  # secure_delete from the start (user_version 1): no VACUUM needed at a forget
-            self._con.execute("PRAGMA user_version=1")
+        try:
+            self._con.execute("PRAGMA secure_delete=ON")
+            use_wal(self._con)  # retried: several processes may open a new cache at once
+            self._con.execute("PRAGMA synchronous=NORMAL")
+            fresh = self._con.execute("SELECT 1 FROM sqlite_master WHERE name='photos'").fetchone() is None
+            self._con.executescript(_SCHEMA)
+            if fresh:  # secure_delete from the start (user_version 1): no VACUUM needed at a forget
+                self._con.execute("PRAGMA user_version=1")
+        except BaseException:
+            self._con.close()
+            raise
 
     def close(self) -> None:
         """Close the connection (the cache stays on disk)."""
@@ -111,7 +124,7 @@ class TagCache:
         vecs = [np.asarray(f.vector, dtype=np.float32) for f in faces]
         dim = len(vecs[0]) if vecs else 0
         blob = np.stack(vecs).tobytes() if vecs else b""
-        with self._lock:
+        with self._lock, disk_guard(self.path):
             self._con.execute("INSERT OR REPLACE INTO photos VALUES (?,?,?,?,?,?,?,?)",
                               (sha, pipeline, int(size[0]), int(size[1]), json.dumps(items), blob, dim, time.time()))
 
@@ -131,7 +144,7 @@ class TagCache:
 
     def set_model(self, signature: str, key: str, threshold: float) -> None:
         """Remember which embedder key and threshold a model signature gave."""
-        with self._lock:
+        with self._lock, disk_guard(self.path):
             self._con.execute("INSERT OR REPLACE INTO models VALUES (?,?,?)", (signature, key, float(threshold)))
 
     def get_matches(self, sha: str, pipeline: str, gallery: str) -> list[Match] | None:
@@ -144,7 +157,7 @@ class TagCache:
     def put_matches(self, sha: str, pipeline: str, gallery: str, matches: list[Match]) -> None:
         """Store a photo's matches under gallery match key ``gallery`` (replaces older ones)."""
         text = json.dumps([[m.name, float(m.score)] for m in matches], ensure_ascii=False)
-        with self._lock:
+        with self._lock, disk_guard(self.path):
             self._con.execute("INSERT OR REPLACE INTO matches VALUES (?,?,?,?)", (sha, pipeline, gallery, text))
 
     def forget(self, names: Iterable[str], shas: Iterable[str] = (),
@@ -218,3 +231,52 @@ class TagCache:
                     if float((faces @ theirs.T).max()) >= thresholds[key] - 1e-6:
                         found.add(sha)
         return found
+
+
+class CacheSession:
+    """One tagging run's use of a :class:`TagCache` (or of none): reads go to the cache;
+    the first write that meets a full disk turns writing off for the rest of the run
+    instead of ending it, and every photo whose faces are then not stored gets a one-line
+    note (it is processed again by the next run, which carries on from the stored ones).
+
+    Args:
+        cache: the cache, or ``None`` (no cache: nothing read or written, no notes).
+        full: why the cache could not even be opened (a full disk), if so: every photo
+            processed gets a note.
+    """
+
+    def __init__(self, cache: TagCache | None, full: str | None = None) -> None:
+        self.cache = cache
+        self.full = full
+
+    @property
+    def writable(self) -> bool:
+        return self.cache is not None and self.full is None
+
+    def get(self, sha: str, pipeline: str) -> tuple[tuple[int, int], list[Face]] | None:
+        """:meth:`TagCache.get` (``None`` without a cache)."""
+        return None if self.cache is None else self.cache.get(sha, pipeline)
+
+    def get_matches(self, sha: str, pipeline: str, gallery: str) -> list[Match] | None:
+        """:meth:`TagCache.get_matches` (``None`` without a cache)."""
+        return None if self.cache is None else self.cache.get_matches(sha, pipeline, gallery)
+
+    def put(self, sha: str, pipeline: str, size: tuple[int, int], faces: list[Face], name: str) -> str | None:
+        """Store one photo's faces; returns the note for photo ``name`` when they could not be stored."""
+        if self.writable:
+            try:
+                self.cache.put(sha, pipeline, size, faces)
+                return None
+            except DiskFullError as exc:
+                self.full = str(exc.__cause__ or exc)
+        if self.full is None:
+            return None  # no cache asked for
+        return f"{name}: not stored in the tag cache (disk full: {self.full}); it is processed again next run"
+
+    def put_matches(self, sha: str, pipeline: str, gallery: str, matches: list[Match]) -> None:
+        """Store a photo's matches when the cache is writable (a miss only costs a re-match later)."""
+        if self.writable:
+            try:
+                self.cache.put_matches(sha, pipeline, gallery, matches)
+            except DiskFullError as exc:
+                self.full = str(exc.__cause__ or exc)

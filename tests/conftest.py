@@ -159,3 +159,11 @@ def deny_reading(monkeypatch, name: str) -> None:
 
     monkeypatch.setattr(Path, "read_bytes", deny)
     monkeypatch.setattr(Path, "open", deny_open)
+
+
+def people_service(gallery: Path, cache_dir: Path | None = None):
+    """The person-lifecycle service over ``gallery`` (no model is loaded unless enrolling)."""
+    from facerec.people import People
+    from facerec.pipeline import FaceRecognizer
+
+    return People(FaceRecognizer(Settings(gallery=Path(gallery), cache_dir=Path(cache_dir or Path(gallery) / ".cache"))))

@@ -85,7 +85,7 @@ def test_settings_persist(app):
     at.selectbox[0].set_value("resnet50").run()
     at.slider[0].set_value(0.7).run()
     [b for b in at.button if b.label == "Save settings"][0].click().run()
-    saved = json.loads((root / ".facerec" / "app_settings.json").read_text())
+    saved = json.loads((root / ".facerec" / "settings.json").read_text())
     assert saved["backbone"] == "resnet50" and saved["threshold"] == 0.7
     assert "Saved" in at.success[0].value
     assert "base: resnet50" in at.sidebar.caption[0].value

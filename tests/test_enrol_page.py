@@ -20,7 +20,7 @@ PNG = "image/png"
 
 @pytest.fixture
 def app(tmp_path, monkeypatch, tiny_embedder):
-    import facerec.pipeline as pipeline
+    import facerec.facepath as pipeline  # where the models are built
 
     monkeypatch.setenv("FACEREC_GALLERY", str(tmp_path / "g"))
     monkeypatch.setenv("FACEREC_CACHE_DIR", str(tmp_path / "cache"))

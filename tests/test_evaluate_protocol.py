@@ -117,7 +117,7 @@ def test_eval_command_on_real_faces(tmp_path, capsys):
     if not LFW.is_dir():
         pytest.skip("../shared/faces/lfw_dev is absent")
     from facerec import cli
-    from facerec.train import person_split
+    from facerec.datasets import person_split
 
     people = sorted(p for p in LFW.iterdir() if p.is_dir() and person_split(p.name) == "test")
     many = [p for p in people if len(list(p.iterdir())) >= 6][:8]

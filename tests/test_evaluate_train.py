@@ -3,7 +3,8 @@ import pytest
 
 from facerec.embed import BACKBONES, HeadInfo, load_head, save_head
 from facerec.evaluate import evaluate_open_set, split_protocol, verification_accuracy
-from facerec.train import person_split, train_head
+from facerec.datasets import person_split
+from facerec.train import train_head
 
 
 def test_split_protocol_known_answer():
@@ -125,7 +126,7 @@ def test_a_detection_cache_write_cut_short_leaves_no_broken_cache(tmp_path):
     import signal
 
     from conftest import BlobDetector, png_bytes, synthetic_photo
-    from facerec.train import detect_dataset
+    from facerec.datasets import detect_dataset
 
     paths = []
     for i in range(40):
@@ -154,7 +155,7 @@ def test_the_detection_cache_is_not_shared_by_detectors_with_other_settings(tmp_
     from conftest import png_bytes, synthetic_photo
     from facerec.detect import _ScalingDetector
     from facerec.settings import Settings
-    from facerec.train import detect_dataset
+    from facerec.datasets import detect_dataset
     from facerec.types import Face
 
     class Sure(_ScalingDetector):

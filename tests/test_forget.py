@@ -12,7 +12,7 @@ import pytest
 from facerec.errors import ForgetIncompleteError
 from facerec.gallery import Gallery
 
-from conftest import png_bytes, synthetic_photo
+from conftest import people_service, png_bytes, synthetic_photo
 
 NAME = "Zoë Quimby"
 
@@ -121,7 +121,7 @@ def test_removing_a_photo_removes_its_vector_unless_shared(tmp_path):
 
 
 def test_trash_that_cannot_be_deleted_is_reported(tmp_path, monkeypatch):
-    import facerec.gallery as gallery_mod
+    import facerec.storage as gallery_mod  # shred lives in the storage floor
 
     g = Gallery(tmp_path / "g")
     g.add_photo("Ann", png_bytes(synthetic_photo([3], seed=3)), (1, 2, 30, 30), np.ones(8, np.float32), "m", ".png")
@@ -133,11 +133,14 @@ def test_trash_that_cannot_be_deleted_is_reported(tmp_path, monkeypatch):
         real(path)
 
     monkeypatch.setattr(gallery_mod, "shred", stuck)
+    people = people_service(g.root, tmp_path / "cache")
     with pytest.raises(ForgetIncompleteError, match="Permission denied"):
-        g.remove_person("Ann")
-    assert g.people() == [] and len(g.vectors("m")[0]) == 0  # forgotten all the same
+        people.forget("Ann")
+    assert g.people() == [] and len(g.vectors("m")[0]) == 0  # no longer enrolled all the same
+    assert people.unfinished() == ["Ann"]
     monkeypatch.setattr(gallery_mod, "shred", real)
-    assert g.empty_trash() == [] and not list((g.root / ".facerec").glob("trash-*"))
+    assert people.forget("Ann").problems == ()  # forgetting again finishes the job
+    assert people.unfinished() == [] and not list((g.root / ".facerec").glob("trash-*"))
 
 
 def test_an_index_written_before_secure_delete_is_cleaned_at_the_next_forget(tmp_path):
@@ -153,5 +156,5 @@ def test_an_index_written_before_secure_delete_is_cleaned_at_the_next_forget(tmp
     con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     con.close()
     assert _where(b"Olga Oldrow", _all_files(g.root))  # left in the file's free space
-    g.remove_person("Ann")
+    people_service(g.root, tmp_path / "cache").forget("Ann")
     assert not _where(b"Olga Oldrow", _all_files(g.root))

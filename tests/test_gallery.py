@@ -6,6 +6,8 @@ import pytest
 from facerec.errors import InvalidNameError, PersonExistsError, PersonNotFoundError
 from facerec.gallery import Gallery, validate_name
 
+from conftest import people_service
+
 from conftest import png_bytes, synthetic_photo, tree_snapshot
 
 
@@ -50,12 +52,13 @@ def test_remove_and_rename(tmp_path):
     assert [p.name for p in g.people()] == ["Anne Marie", "Bob"]
     with pytest.raises(PersonExistsError):
         g.rename_person("Bob", "Anne Marie")
-    assert g.remove_person("Anne Marie") == 1
+    people = people_service(g.root)
+    assert people.forget("Anne Marie").photos == 1
     assert not (tmp_path / "g" / "Anne Marie").exists()
     X, names, _ = g.vectors("m1")
     assert names == ["Bob"]
     with pytest.raises(PersonNotFoundError):
-        g.remove_person("Ann")
+        people.forget("Ann")
 
 
 def test_bad_name_leaves_gallery_untouched(tmp_path):

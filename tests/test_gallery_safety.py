@@ -221,7 +221,7 @@ for i in range(first, first + 50):
 if mode == "cli":
     from facerec import cli
     cli._recognizer = lambda args: rec
-    sys.exit(cli.main(["enroll", "-q", "--gallery", gallery, "--name", f"Person {{first}}"] + files))
+    sys.exit(cli.main(["enroll", "-q", "--yes", "--gallery", gallery, "--name", f"Person {{first}}"] + files))
 for path in files:  # as the app's Enrol page: one photo at a time, the face picked
     data = open(path, "rb").read()
     face = rec.find_faces(rec.read(data, path))[0]

@@ -45,8 +45,8 @@ def test_forget_removes_a_person_and_csv_lists_the_rest(tmp_path):
     assert h.people() == ["Bob"]
     assert b"jpeg" not in h.path.read_bytes()  # secure_delete: the row is overwritten on disk
     csv = history.to_csv(h.appearances()).splitlines()
-    assert csv[0] == "name,first_seen,last_seen,duration_s"
-    assert csv[1].startswith("Bob,2026-03-02T09:00:00,") and csv[1].endswith(",25")
+    assert csv[0] == "name,first_seen,last_seen,duration_s,source"
+    assert csv[1].startswith("Bob,2026-03-02T09:00:00,") and csv[1].endswith(",25,live")
     assert history.forget(tmp_path / "elsewhere", "Ann") == 0  # no history there: nothing to do
 
 
@@ -96,17 +96,10 @@ def test_presence_says_for_how_long():
 
 
 def presence_text(snap, now):
-    """app.presence_text, loaded from app.py's source without running the app."""
-    import ast
+    """The Live page's who-is-in-view text (facerec.app.live.presence_text), without running the app."""
+    from facerec.app.live import presence_text
 
-    source = Path(APP).read_text()
-    tree = ast.parse(source)
-    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "presence_text")
-    ns = {"time": __import__("time"), "history": history, "LiveSnapshot": object,
-          "verdict": __import__("facerec.verdict", fromlist=["verdict"]).verdict,
-          "Match": __import__("facerec.types", fromlist=["Match"]).Match}
-    exec(compile(ast.Module([fn], []), APP, "exec"), ns)
-    return ns["presence_text"](snap, now)
+    return presence_text(snap, now)
 
 
 def test_history_page_filters_and_downloads(tmp_path, monkeypatch):
@@ -125,6 +118,7 @@ def test_history_page_filters_and_downloads(tmp_path, monkeypatch):
     assert not at.exception and not at.error
     table = at.dataframe[0].value
     assert list(table["name"]) == ["Bob", "Ann"] and list(table["for"]) == ["0 s", "2 min"]
+    assert list(table["seen by"]) == ["live", "live"]
     assert str(table["face"][1]).startswith("data:image/jpeg;base64,")
     at.multiselect[0].set_value(["Ann"]).run()
     assert list(at.dataframe[0].value["name"]) == ["Ann"]

@@ -100,8 +100,10 @@ def test_rename_says_so_and_a_failed_rename_keeps_everything(app):
     open_person(at, "Ann Lee")
     at.text_input[0].input("Bob Stone").run()
     [b for b in at.button if b.label == "Rename"][0].click().run()
-    assert "Not renamed" in at.error[0].value and "already enrolled" in at.error[0].value
-    assert "Ann Lee (1 photo(s))" in at.subheader[0].value  # still on Ann's page
+    assert "already enrolled" in at.warning[0].value and "Merge Ann Lee into them?" in at.warning[0].value
+    assert [b.label for b in at.button if b.label in ("Merge", "Rename")] == ["Merge"]  # a merge is offered
+    assert "Ann Lee (1 photo(s))" in at.subheader[0].value  # still on Ann's page, nothing changed yet
+    assert [p.name for p in g.people()] == ["Ann Lee", "Bob Stone"]
     at.text_input[0].input("Ann Lee-Smith").run()
     [b for b in at.button if b.label == "Rename"][0].click().run()
     assert at.success[0].value == "Renamed Ann Lee to Ann Lee-Smith."
@@ -124,3 +126,37 @@ def test_forget_removes_history_thumbnails_and_names(app):
     assert "Forgot Ann Lee" in at.success[0].value
     assert g.people() == [] and history.History(g.root).people() == []
     assert not list((cache / "thumbs").glob(f"{sha[:32]}_*")) and photonames.names(g.root) == {}
+
+
+def test_renaming_onto_an_enrolled_person_merges_them_when_asked(app):
+    at, g, _ = app
+    add(g, "Ann Lee", 1)
+    add(g, "Annie Lee", 1, seed=5)
+    at.run()
+    open_person(at, "Annie Lee")
+    at.text_input[0].input("ann lee").run()  # a look-alike of the enrolled name
+    [b for b in at.button if b.label == "Rename"][0].click().run()
+    [b for b in at.button if b.label == "Merge"][0].click().run()
+    assert at.success[0].value == "Merged Annie Lee into Ann Lee."
+    assert [(p.name, p.photos) for p in g.people()] == [("Ann Lee", 2)]
+
+
+def test_a_forget_that_fails_is_shown_and_finished_from_the_people_page(app):
+    at, g, cache = app
+    add(g, "Ann Lee", 1)
+    add(g, "Bob Stone", 2)
+    history.History(g.root).record("Ann Lee", 1000.0)
+    tags = cache / "tags.sqlite"
+    tags.mkdir(parents=True)  # the tag cache cannot be opened
+    at.run()
+    open_person(at, "Ann Lee")
+    at.checkbox[0].check().run()
+    [b for b in at.button if b.label == "Forget this person"][0].click().run()
+    assert "tag cache" in at.error[0].value and "forget Ann Lee again" in at.error[0].value
+    assert people_listed(at) == ["Bob Stone"] and history.History(g.root).people() == []
+    assert "Ann Lee is half forgotten" in at.warning[0].value
+    tags.rmdir()
+    [b for b in at.button if b.label == "Finish forgetting"][0].click().run()
+    assert "Forgot Ann Lee" in at.success[0].value
+    assert not [w for w in at.warning if "half forgotten" in w.value]
+    assert [p.name for p in g.people()] == ["Bob Stone"] and g.forgetting() == []

@@ -8,7 +8,7 @@ import pytest
 
 from facerec.quality import MAX_YAW, MIN_EYE_DISTANCE, face_quality, sharpness_of, yaw_of
 from facerec.types import Face
-from tests.conftest import LFW, needs_shared
+from conftest import LFW, needs_shared
 
 FRONTAL = np.array([[100, 100], [140, 100], [120, 125], [104, 150], [136, 150]], dtype=np.float32)
 
@@ -47,10 +47,12 @@ def test_each_problem_is_named():
 
 
 @needs_shared
-def test_enrolling_a_blurred_photo_warns_but_enrols(tmp_path, capsys):
-    """A real photo, blurred as by a shaky hand: the face is still found and enrolled, and
-    the CLI says on stderr that it is a poor photo for recognition."""
+def test_a_blurred_photo_waits_for_yes_on_the_cli(tmp_path, capsys):
+    """A real photo, blurred as by a shaky hand: the face is still found, the CLI says on
+    stderr that it is a poor photo for recognition and saves it only with --yes, as the
+    app's Enrol page asks for a tick."""
     from facerec import cli
+    from facerec.errors import ConfirmationNeededError
 
     photo = sorted((LFW / "Colin_Powell").glob("*.jpg"))[0]
     image = cv2.imread(str(photo))
@@ -61,7 +63,12 @@ def test_enrolling_a_blurred_photo_warns_but_enrols(tmp_path, capsys):
     gallery = tmp_path / "g"
     assert cli.main(["enroll", "--gallery", str(gallery), "--name", "Colin Powell", str(sharp), "-q"]) == 0
     assert "poor photo" not in capsys.readouterr().err
-    assert cli.main(["enroll", "--gallery", str(gallery), "--name", "Colin Powell", str(blurred), "-q"]) == 0
+    argv = ["enroll", "--gallery", str(gallery), "--name", "Colin Powell", str(blurred), "-q"]
+    assert cli.main(argv) == ConfirmationNeededError.exit_code
+    err = capsys.readouterr().err
+    assert f"{blurred}: A poor photo for recognition (blurred)" in err and "needs --yes" in err
+    assert len(list((gallery / "Colin Powell").glob("*.jpg"))) == 1
+    assert cli.main([*argv, "--yes"]) == 0
     err = capsys.readouterr().err
     assert f"{blurred}: a poor photo for recognition (blurred)" in err and "enrolled 1 photo(s)" in err
     assert len(list((gallery / "Colin Powell").glob("*.jpg"))) == 2

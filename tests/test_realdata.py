@@ -26,7 +26,7 @@ def test_cli_enrol_and_identify_celeb5(tmp_path, capsys, backbone, named, reject
         if d.name != stranger:
             (people / d.name).symlink_to(d, target_is_directory=True)
     g = ["--gallery", str(tmp_path / "gallery"), "--backbone", backbone, "-q"]
-    assert cli.main(["enroll", str(people), *g]) == 0
+    assert cli.main(["enroll", "--yes", str(people), *g]) == 0
     capsys.readouterr()
     assert cli.main(["identify", str(CELEB5 / "val"), *g]) == 0
     rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
@@ -58,7 +58,7 @@ def test_cold_tag_in_a_fresh_process_names_the_enrolled(tmp_path):
 
     g = ["--gallery", str(tmp_path / "gallery"), "-q"]
     photos = sorted(str(p) for p in (CELEB5 / "train" / "ben_afflek").iterdir())[:5]
-    assert cli.main(["enroll", "--name", "Ben", *photos, "--largest", *g]) == 0
+    assert cli.main(["enroll", "--yes", "--name", "Ben", *photos, "--largest", *g]) == 0
     proc = subprocess.run([sys.executable, "-m", "facerec.cli", "tag", str(CELEB5 / "val" / "ben_afflek"), *g,
                            "--cache", str(tmp_path / "tags.sqlite")],
                           capture_output=True, text=True, env=dict(os.environ), timeout=300)

@@ -9,7 +9,8 @@ from streamlit.testing.v1 import AppTest
 from facerec.classify import threshold_range
 from facerec.embed import calibrated_threshold
 from facerec.errors import ConfigError
-from facerec.settings import CALIBRATED, Settings, saved_thresholds, threshold_key, with_threshold
+from facerec.settings import (CALIBRATED, Settings, save_choices, saved_thresholds, threshold_key,
+                              with_threshold)
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 FACE_RESNET = calibrated_threshold(Settings(backbone="face-resnet"))
@@ -72,11 +73,12 @@ def app(tmp_path, monkeypatch):
 
     monkeypatch.setenv("FACEREC_GALLERY", str(tmp_path / "g"))
     monkeypatch.setenv("FACEREC_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("FACEREC_THRESHOLD", raising=False)
-    monkeypatch.setenv("FACEREC_BACKBONE", "face-resnet")  # face-resnet against resnet50: far-apart scales
+    for name in ("THRESHOLD", "BACKBONE", "DETECTOR"):
+        monkeypatch.delenv(f"FACEREC_{name}", raising=False)  # they would override the saved choices
+    save_choices(tmp_path / "g", {"backbone": "face-resnet"})  # face-resnet against resnet50: far-apart scales
     monkeypatch.setattr(weights, "load_weights", lambda name, model, settings, allow_download=True: "test")
     at = open_settings(AppTest.from_file(APP, default_timeout=120))
-    return at, tmp_path / "g" / ".facerec" / "app_settings.json"
+    return at, tmp_path / "g" / ".facerec" / "settings.json"
 
 
 def click(at, label: str):
@@ -127,7 +129,7 @@ def test_base_without_weights_is_not_saved(tmp_path, monkeypatch):
     at = open_settings(AppTest.from_file(APP, default_timeout=120))
     at.selectbox[0].set_value("vgg16").run()
     click(at, "Save settings")
-    assert not (tmp_path / "g" / ".facerec" / "app_settings.json").exists()
+    assert not (tmp_path / "g" / ".facerec" / "settings.json").exists()
     message = at.error[0].value
     assert message.startswith("Not saved: the weights of vgg16 cannot be loaded here; to use it, ")
     assert "FACEREC_WEIGHTS_VGG16" in message and "\n" not in message and message.count(". ") == 0
@@ -147,3 +149,65 @@ def test_cli_threshold_takes_calibrated_over_the_environment(monkeypatch, capsys
     with pytest.raises(SystemExit):
         cli.main(["identify", "x.jpg", "--threshold", "2"])
     assert "threshold" in capsys.readouterr().err
+
+
+def test_replace_with_threshold_none_is_the_calibrated_one():
+    """``replace(threshold=None)`` asks for the calibrated threshold; it was ignored, so the
+    Settings page called a saved number "calibrated"."""
+    s = Settings(backbone="face-resnet", threshold=0.52)
+    assert s.replace(threshold=None).threshold is None
+    assert s.replace(backbone="face-resnet", threshold=None).threshold is None
+    assert s.replace(detector="opencv").threshold == 0.52  # other None-free changes keep it
+    assert s.replace(backbone=None, head=None).threshold == 0.52  # None for other fields: still "unchanged"
+
+
+def test_the_calibrated_value_stays_the_calibrated_one_after_a_save(app):
+    """Saved 0.96: the page still names the base's calibrated value (not 0.96) as calibrated, its
+    button offers that value, and one click restores it."""
+    at, saved = app
+    at.slider[0].set_value(0.96).run()
+    click(at, "Save settings")
+    assert json.loads(saved.read_text())["thresholds"] == {"face-resnet": 0.96}
+    assert at.slider[0].value == pytest.approx(0.96)
+    assert any(f"calibrated value for this base and 0 people: {FACE_RESNET:.3f}, in use: 0.960" in c.value
+               for c in at.caption), [c.value for c in at.caption]
+    [button] = [b for b in at.button if b.label.startswith("Use the calibrated threshold")]
+    assert button.label == f"Use the calibrated threshold ({FACE_RESNET:.3f})" and not button.disabled
+    button.click().run()
+    assert json.loads(saved.read_text())["thresholds"] == {"face-resnet": CALIBRATED}
+    assert at.slider[0].value == pytest.approx(FACE_RESNET)
+
+
+def test_the_cli_uses_the_base_and_threshold_saved_by_the_app(app, monkeypatch, capsys):
+    """Saved on the app's Settings page, used by the CLI on the same gallery: its settings and a
+    command (fetch-weights, which loads the base in use) get resnet50 and 0.7; a flag or a
+    variable still overrides them for one run."""
+    from facerec import cli, weights
+    from facerec.thresholds import recognition_threshold
+
+    at, saved = app
+    at.selectbox[0].set_value("resnet50").run()
+    at.slider[0].set_value(0.7).run()
+    click(at, "Save settings")
+    assert not at.error and json.loads(saved.read_text())["backbone"] == "resnet50"
+    gallery = str(saved.parent.parent)
+
+    def settings_of(*argv: str) -> Settings:
+        return cli._settings(cli.build_parser().parse_args(["identify", "x.jpg", "--gallery", gallery, *argv]))
+
+    s = settings_of()
+    assert (s.backbone, s.threshold, recognition_threshold(s, ["a", "b"])) == ("resnet50", 0.7, 0.7)
+    used = []
+    monkeypatch.setattr(weights, "load_weights", lambda name, model, settings, allow_download=True:
+                        used.append((name, settings.backbone, settings.threshold)) or "test")
+    assert cli.main(["fetch-weights", "--gallery", gallery]) == 0
+    assert used == [("resnet50", "resnet50", 0.7)] and "resnet50: weights ready" in capsys.readouterr().err
+
+    assert settings_of("--threshold", "0.4").threshold == 0.4  # a flag wins for this run
+    assert settings_of("--threshold", "calibrated").threshold is None
+    s = settings_of("--backbone", "face-resnet")  # another base: its own saved threshold (calibrated)
+    assert (s.backbone, s.threshold) == ("face-resnet", None)
+    monkeypatch.setenv("FACEREC_THRESHOLD", "0.5")
+    assert settings_of().threshold == 0.5  # an environment variable wins over the saved choice
+    monkeypatch.setenv("FACEREC_BACKBONE", "vgg16")
+    assert settings_of().backbone == "vgg16" and settings_of("--backbone", "resnet50").backbone == "resnet50"
