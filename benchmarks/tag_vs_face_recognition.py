@@ -194,7 +194,7 @@ def main() -> None:
             names[Path(path).name].append(None if name.strip() == "unknown_person" else name.strip().split(SEP)[0])
         t_photos = t_all - t_known
         result["face_recognition"] = {
-            "command": f"face_recognition --cpus 2 KNOWN_DIR UNKNOWN_DIR", "total_s": round(t_all, 2),
+            "command": "face_recognition --cpus 2 KNOWN_DIR UNKNOWN_DIR", "total_s": round(t_all, 2),
             "known_encoding_s": round(t_known, 2), "photos_s": round(t_photos, 2),
             "photos_per_s": round(n_photos / t_photos, 2), "photos_per_s_incl_known": round(n_photos / t_all, 2),
             **score(names, labels)}

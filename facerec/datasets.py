@@ -53,7 +53,9 @@ def labelled_photos(data_dir: Path, split: str = "all") -> list[tuple[Path, str]
     return out
 
 
-def _cache_key(paths: Sequence[Path], *parts: object) -> str:
+def files_key(paths: Sequence[Path], *parts: object) -> str:
+    """A short key of files (path, size, modification time) and ``parts``: the key of every on-disk
+    cache of a dataset (detections here, base features in :mod:`facerec.train`)."""
     h = hashlib.sha256()
     for p in paths:
         st = p.stat()
@@ -65,7 +67,7 @@ def _cache_key(paths: Sequence[Path], *parts: object) -> str:
 def detect_dataset(paths: Sequence[Path], detector: Detector, cache_dir: Path,
                    progress: Progress | None = None) -> list[Face | None]:
     """The largest face of each photo (``None`` when none is found), cached on disk."""
-    cache = cache_dir / "detections" / f"{detector.name}-{_cache_key(paths, getattr(detector, 'cache_key', ''))}.json"
+    cache = cache_dir / "detections" / f"{detector.name}-{files_key(paths, getattr(detector, 'cache_key', ''))}.json"
     if cache.is_file():
         rows = json.loads(cache.read_text())
         return [None if r is None else Face(tuple(r[0]), r[1], None if r[2] is None else np.array(r[2], np.float32))

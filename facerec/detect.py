@@ -78,6 +78,9 @@ class _ScalingDetector:
     """The detection confidence used when the settings leave it unset (measured per backend)."""
     thread_safe = False
     """Whether :meth:`detect` may run in several threads at once (else calls are serialised)."""
+    pixel_budget_applies = False
+    """Whether faces are searched below the minimum size as far as :attr:`detect_pixels` allows
+    (a detector whose cost follows the pixels it is shown: YuNet)."""
 
     def __init__(self, settings: Settings) -> None:
         self.min_face_size = settings.min_face_size
@@ -85,13 +88,15 @@ class _ScalingDetector:
         self.confidence = (self.default_confidence if settings.detection_confidence is None
                            else settings.detection_confidence)
         self.max_side = settings.max_detect_side
+        self.detect_pixels = settings.detect_pixels
         self._lock = threading.Lock()
 
     @property
     def cache_key(self) -> str:
         """Everything that decides what this detector finds, for caches of its results."""
+        budget = f"|pixels={self.detect_pixels}" if self.pixel_budget_applies else ""
         return (f"{self.name}|min={self.min_face_size}|minf={self.min_face_fraction}|conf={self.confidence}"
-                f"|side={self.max_side}|{self._params()}")
+                f"|side={self.max_side}{budget}|{self._params()}")
 
     def _params(self) -> str:
         return ""
@@ -123,7 +128,7 @@ class _ScalingDetector:
         groups: dict[tuple[tuple[int, ...], int], list[int]] = {}
         minimum = [self._min_face(image, prior) for image, prior in zip(images, scales)]  # original pixels
         for i, (small, s) in enumerate(smalls):  # same shape and size limit: one batch
-            min_small = max(12, int(minimum[i] * s * scales[i]))
+            min_small = self._search_size(small, minimum[i] * s * scales[i])
             groups.setdefault((small.shape, min_small), []).append(i)
         for (_, min_small), idx in groups.items():
             if self.thread_safe:
@@ -134,6 +139,23 @@ class _ScalingDetector:
             for i, faces in zip(idx, found):
                 out[i] = self._finish(faces, smalls[i][1], minimum[i] * scales[i])
         return out
+
+    def _search_size(self, small: np.ndarray, minimum: float) -> int:
+        """Smallest face side searched in ``small`` (the photo as detection sees it, ``(H, W, 3)``),
+        in its pixels: the minimum kept (``minimum``, same pixels), lowered for a detector whose
+        cost follows its pixels (:attr:`pixel_budget_applies`) as far as the working image stays
+        within :attr:`detect_pixels`, and never under 12 px.
+
+        A face at the minimum would otherwise be searched right at the network's smallest size
+        and often missed; faces under the minimum are still dropped afterwards (:meth:`_finish`).
+        With the default 1 MP, a 640x405 photo is searched down to 12 px, a 1280x960 one (1.2 MP) down
+        to 13 px."""
+        size = float(minimum)
+        if self.pixel_budget_applies and self.detect_pixels > 0:
+            h, w = small.shape[:2]
+            budget_scale = min(1.0, (self.detect_pixels / float(h * w)) ** 0.5)  # working image / small
+            size = min(size, 12.0 / budget_scale)
+        return max(12, int(size))
 
     def _min_face(self, image: np.ndarray, prior: float) -> float:
         """Smallest face side searched, in original-photo pixels: ``min_face_size``, or
@@ -213,10 +235,12 @@ class YuNetDetector(_ScalingDetector):
     name = "yunet"
     default_confidence = 0.75  # wider_dev: precision 98.4% (0.70: 96.4%), recall 89.2% at full size
     thread_safe = True  # per-call buffers; the library keeps no state between calls
+    pixel_budget_applies = True
     SMALLEST = 12
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
+        self._settings = settings
         self._net = _LibFaceDetection()
         self._onet = None
         self._onet_lock = threading.Lock()
@@ -242,7 +266,7 @@ class YuNetDetector(_ScalingDetector):
             return faces
         with self._onet_lock:  # two detect threads: one build
             if self._onet is None:
-                self._onet = _onet()
+                self._onet = _onet(self._settings)
         squares = []
         for face in faces:
             x, y, w, h = face.box
@@ -262,9 +286,30 @@ class YuNetDetector(_ScalingDetector):
         return out
 
 
-def _onet():
-    """MTCNN's O-Net (weights from the ``mtcnn`` wheel) compiled once: ``(N, 48, 48, 3)`` float32
-    scaled as MTCNN's -> ``(N, 10)`` points ``x1..x5, y1..y5`` as fractions of the square."""
+def _onet(settings: Settings):
+    """MTCNN's O-Net: ``(N, 48, 48, 3)`` float32 scaled as MTCNN's -> ``(N, 10)`` float32 points
+    ``x1..x5, y1..y5`` as fractions of the square.
+
+    Run by LiteRT from ``onet.tflite`` (the same network and weights as the mtcnn wheel's, taking
+    its input transposed as Caffe did; same points within 1e-6, ``tests/test_litert.py``) unless
+    ``settings.runtime`` is ``"keras"``, LiteRT is missing or the file cannot be had; then the
+    mtcnn wheel's Keras O-Net, compiled once (imports TensorFlow)."""
+    from facerec import litert
+
+    if settings.runtime != "keras" and litert.available():
+        from facerec.weights import tflite_file
+
+        try:
+            net = litert.TfliteNet(tflite_file("onet", settings), outputs=("onet/conv6-3/conv6-3",),
+                                   transpose_hw=True, resizable=True)
+            return lambda patches: net(patches)[0]
+        except ModelUnavailableError as exc:
+            if settings.runtime == "litert":
+                raise
+            print(f"facerec: O-Net through LiteRT unavailable ({exc}); using mtcnn's (TensorFlow)", file=sys.stderr)
+    from facerec.embed import import_tensorflow
+
+    import_tensorflow()
     import tensorflow as tf
     from mtcnn.stages import StageONet
 
@@ -302,6 +347,9 @@ class _CompiledMTCNN:
     """
 
     def __init__(self) -> None:
+        from facerec.embed import import_tensorflow
+
+        import_tensorflow()  # one thread at a time
         import tensorflow as tf
         from mtcnn.stages import StageONet, StagePNet, StageRNet
 

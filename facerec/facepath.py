@@ -20,7 +20,7 @@ import numpy as np
 
 from facerec.align import face_crop
 from facerec.detect import Detector, downscale, make_detector, rescale_face
-from facerec.embed import Embedder, import_tensorflow, load_embedder
+from facerec.embed import Embedder, load_embedder
 from facerec.images import Photo, decode_photo
 from facerec.settings import Settings
 from facerec.types import Face
@@ -78,12 +78,10 @@ class Models:
         self._embedder: Lazy[Embedder] = Lazy(self._make_embedder, embedder)
 
     def _make_detector(self) -> Detector:
-        import_tensorflow()
-        return make_detector(self.settings)
+        return make_detector(self.settings)  # imports TensorFlow (one thread at a time) only if it needs it
 
     def _make_embedder(self) -> Embedder:
-        import_tensorflow()
-        return load_embedder(self.settings)
+        return load_embedder(self.settings)  # LiteRT for the default base: no TensorFlow
 
     @property
     def detector(self) -> Detector:
@@ -191,9 +189,14 @@ class FacePath:
         """Photo bytes decoded for recognition (:func:`decode_for_detection`)."""
         return decode_for_detection(data, name, self.settings)
 
-    def locate(self, photos: Sequence[Photo], retry: bool = False) -> list[list[Face]]:
+    def locate(self, photos: Sequence[Photo], retry: bool | None = None) -> list[list[Face]]:
         """Every face of each decoded photo, aligned (:func:`find_faces_many`); boxes in
-        displayed-photo pixels, crops at the embedder's input size."""
+        displayed-photo pixels, crops at the embedder's input size.
+
+        ``retry``: look again with the detector's ``finer()`` variant in photos where none was
+        found; ``None`` (tagging, ``identify``, the app, enrolment alike): ``settings.retry_no_face``,
+        so a photo gives the same faces whichever way it comes in."""
+        retry = self.settings.retry_no_face if retry is None else retry
         det, emb = self.detector, self.embedder  # the detector first: the embedder may load meanwhile elsewhere
         if getattr(det, "thread_safe", False):
             return find_faces_many(list(photos), det, emb.input_size, emb.backbone.zoom, retry)

@@ -15,6 +15,7 @@ again finishes the job, and only when nothing is left is the journal entry remov
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import unicodedata
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from facerec.errors import (
     PersonExistsError,
 )
 from facerec.gallery import ForgetPlan, Person, PhotoRecord, validate_name
+from facerec.quality import face_quality
 from facerec.storage import content_hash, tag_cache_path
 from facerec.types import Face
 
@@ -175,8 +177,8 @@ class People:
         for data, source in photos:
             sha = content_hash(data)
             if sha in seen:
-                out.append(PhotoCheck(source, sha, skip=f"the same photo as {seen[sha]} in this batch; saved once",
-                                      kind="duplicate"))
+                out.append(PhotoCheck(source, sha, kind="duplicate",
+                                      skip=f"the same photo as {seen[sha]} in this batch; it is saved once"))
                 continue
             seen[sha] = source
             owned = enrolcheck.owners(records, sha)
@@ -193,8 +195,6 @@ class People:
         return out
 
     def _check_face(self, name, source, sha, found, owned, largest, pick, matcher, threshold) -> PhotoCheck:
-        from facerec.quality import face_quality
-
         if not found:
             return PhotoCheck(source, sha, skip="no face found", kind="no-face")
         if len(found) > 1 and pick is None and not largest:
@@ -279,6 +279,7 @@ class People:
             return twins[0]
         self.gallery.rename_person(src, dst)
         history.rename(self.gallery.root, src, dst)
+        self._library_rename(src, dst)
         return dst
 
     def merge(self, source: str, into: str) -> int:
@@ -288,7 +289,16 @@ class People:
         src, dst = validate_name(source), validate_name(into)
         n = self.gallery.move_photos(src, None, dst)
         history.rename(self.gallery.root, src, dst)
+        self._library_rename(src, dst)
         return n
+
+    def _library_rename(self, old: str, new: str) -> None:
+        """The photo library's answers and names follow a renamed or merged person."""
+        from facerec.librarystore import LibraryStore
+
+        if self.gallery.files.library.exists():
+            with LibraryStore(self.gallery.root) as store:
+                store.rename(old, new)
 
     def move_photo(self, name: str, file_name: str, to: str, confirm: bool = False) -> None:
         """Move one enrolled photo from ``name`` to ``to`` (enrolled on the wrong person's page)."""
@@ -319,6 +329,7 @@ class People:
         report = ForgetReport(plan.name)
         steps = (("the gallery", self._forget_gallery), ("the tag cache", self._forget_tag_cache),
                  ("the cluster files", self._forget_clusters), ("the who-was-here history", self._forget_history),
+                 ("the photo library", self._forget_library),
                  ("the cached face pictures and file names", self._forget_pictures))
         for store, step in steps:  # every store is attempted, whatever the others did
             try:
@@ -370,6 +381,15 @@ class People:
                 report = _with_problem(report, f"the cluster file {path}: {exc}")
         return _replace(report, cluster_groups=tuple(groups))
 
+    def _forget_library(self, plan: ForgetPlan, report: ForgetReport) -> ForgetReport:
+        """The photo library's answers naming them go; faces it named them on become unknown."""
+        from facerec.librarystore import LibraryStore
+
+        if self.gallery.files.library.exists():
+            with LibraryStore(self.gallery.root) as store:
+                store.forget(plan.name)
+        return report
+
     def _forget_history(self, plan: ForgetPlan, report: ForgetReport) -> ForgetReport:
         return _replace(report, sightings=history.forget(self.gallery.root, plan.name))
 
@@ -382,8 +402,6 @@ class People:
 
 
 def _replace(report: ForgetReport, **changes) -> ForgetReport:
-    import dataclasses
-
     return dataclasses.replace(report, **changes)
 
 

@@ -33,6 +33,8 @@ from facerec.errors import ConfigError
 from facerec.storage import GalleryFiles, private_dir, write_atomic
 
 DETECTORS = ("yunet", "mtcnn", "opencv")
+RUNTIMES = ("auto", "litert", "keras")
+"""What may run the networks that come as .tflite files (:attr:`Settings.runtime`)."""
 
 CALIBRATED = "calibrated"
 """A threshold setting meaning: the calibrated threshold of the base and head in use."""
@@ -137,12 +139,20 @@ class Settings:
             ``head`` drops it.
         max_detect_side: photos are downscaled so their longer side is at most
             this many pixels before detection (boxes are mapped back).
+        detect_pixels: YuNet searches faces below ``min_face_size`` (down to 12 px, then drops
+            those under the minimum) as long as the photo it looks at stays within this many
+            pixels: small photos are searched to 12 px (a face of 24 px is no longer at the
+            network's limit), large ones stay cheap. 0: the smallest face searched is the minimum
+            (facerec 0.7). See benchmarks/detection.py.
         flip: average each face's vector with its mirror image's; ``None`` uses
             the backbone's measured default.
-        retry_no_face: when no face is found in a single photo (enrolment, the app's
-            Identify), look again with a finer pyramid down to 12 px. Folder tagging does
-            not (it would slow down every photo without a face).
+        retry_no_face: when no face is found in a photo, look again with a finer pyramid down
+            to 12 px (:meth:`facerec.facepath.FacePath.locate`): tagging, ``identify``, the app's
+            Identify and enrolment alike, so that each finds the same faces in a photo.
         batch_size: faces per embedding batch.
+        runtime: what runs a base that comes as a ``.tflite`` file (mobilefacenet): ``"auto"``
+            (LiteRT, without importing TensorFlow, when it is installed and no head is used; Keras
+            otherwise), ``"litert"`` or ``"keras"`` (same vectors; :func:`facerec.embed.embedding_runtime`).
         cache_dir: converted weights and feature caches live here.
         head: a trained head file stem (``PATH.weights.h5`` + ``PATH.json``)
             instead of the one shipped for the backbone.
@@ -164,9 +174,11 @@ class Settings:
     min_face_fraction: float = 20 / 1024
     threshold: float | None = None
     max_detect_side: int = 1280
+    detect_pixels: int = 1_000_000
     flip: bool | None = None
     retry_no_face: bool = True
     batch_size: int = 32
+    runtime: str = "auto"
     cache_dir: Path = field(default_factory=default_cache_dir)
     weights: tuple[tuple[str, Path], ...] = ()
     head: Path | None = None
@@ -187,6 +199,10 @@ class Settings:
             raise ConfigError(f"minimum face fraction must be in [0, 0.5), got {self.min_face_fraction}")
         if self.min_face_size < 1:
             raise ConfigError(f"minimum face size must be at least 1 pixel, got {self.min_face_size}")
+        if self.detect_pixels < 0:
+            raise ConfigError(f"detect pixels must be >= 0, got {self.detect_pixels}")
+        if self.runtime not in RUNTIMES:
+            raise ConfigError(f"unknown runtime {self.runtime!r}; choose one of {', '.join(RUNTIMES)}")
         if self.batch_size < 1 or self.max_detect_side < 64:
             raise ConfigError("batch size must be >= 1 and max detect side >= 64")
 
@@ -243,7 +259,7 @@ class Settings:
         casts = {
             "gallery": Path, "backbone": str, "detector": str,
             "detection_confidence": float, "min_face_size": int, "min_face_fraction": float,
-            "threshold": parse_threshold, "max_detect_side": int, "batch_size": int,
+            "threshold": parse_threshold, "max_detect_side": int, "detect_pixels": int, "batch_size": int, "runtime": str,
             "cache_dir": Path, "head": Path, "ice_servers": str, "flip": _truthy, "retry_no_face": _truthy,
             "photo_roots": lambda s: tuple(Path(p) for p in s.split(os.pathsep) if p.strip()),
         }

@@ -91,6 +91,17 @@ class GalleryFiles:
         """Keys of the HTTP API."""
         return self.state / "api_keys.json"
 
+    @property
+    def library(self) -> Path:
+        """The photo library: its folders, the faces of its photos, and the names confirmed or
+        rejected there (kept by photo content hash and face box)."""
+        return self.state / "library.sqlite"
+
+    @property
+    def library_groups(self) -> Path:
+        """Where a library group being named is written as a cluster file (removed afterwards)."""
+        return self.clusters / "library" / "group.json"
+
 
 def tag_cache_path(cache_dir: Path) -> Path:
     """The tag cache (faces and vectors of tagged photos) in ``cache_dir``."""

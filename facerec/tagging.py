@@ -38,7 +38,8 @@ from facerec.images import is_image_path, read_bytes
 from facerec.pipeline import FaceRecognizer
 from facerec.storage import content_hash
 from facerec.tagcache import CacheSession
-from facerec.types import Face, Match
+from facerec.types import UNKNOWN, Face, Match
+from facerec.verdict import MATCH, UNKNOWN_VERDICT, Verdict, verdict
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,9 @@ class PhotoResult:
             reduced), when asked for; boxes times :attr:`scale` are in its pixels.
         note: one line on what went wrong after the photo was tagged (its faces could not
             be stored in the tag cache: a full disk), else ``None``; its faces are valid.
+        threshold: the recognition threshold the faces were matched against (``None``: not
+            known); it decides each face's verdict (:meth:`verdicts`).
+        sha: the photo's content hash (SHA-256 hex), when it was read.
     """
 
     path: Path
@@ -64,6 +68,26 @@ class PhotoResult:
     cached: bool = False
     pixels: np.ndarray | None = field(default=None, repr=False, compare=False)
     note: str | None = field(default=None, compare=False)
+    threshold: float | None = field(default=None, compare=False)
+    sha: str | None = field(default=None, compare=False)
+
+    def verdicts(self) -> list[Verdict]:
+        """The verdict of each face (match / possible match / unknown), in face order; without
+        a :attr:`threshold`, a named face counts as a match."""
+        out = []
+        for _, m in self.faces:
+            if self.threshold is not None:
+                out.append(verdict(m, self.threshold))
+            else:
+                out.append(Verdict(m.name, MATCH if m.known else UNKNOWN_VERDICT, float(m.score), 0.0))
+        return out
+
+    def sure_faces(self, include_possible: bool = False) -> list[tuple[Face, Match]]:
+        """The faces as written to an XMP sidecar: a possible match (just above the threshold)
+        is unnamed (``unknown``) unless ``include_possible``, so that a photo manager reading
+        the sidecar never takes a guess for a name."""
+        return [(f, m if v.sure or (include_possible and v.known) else Match(UNKNOWN, m.score))
+                for (f, m), v in zip(self.faces, self.verdicts())]
 
     @property
     def scale(self) -> float:
@@ -73,16 +97,17 @@ class PhotoResult:
         return self.pixels.shape[1] / float(self.size[0])
 
     def to_json(self) -> dict:
-        """``{"path", "faces": [{"box": [x, y, w, h], "name", "score"}]}`` (+ ``"error"``)."""
+        """``{"path", "faces": [{"box": [x, y, w, h], "name", "score", "verdict"}]}`` (+ ``"error"``)."""
         out: dict = {"path": str(self.path), "faces": [
-            {"box": list(f.int_box()), "name": m.name, "score": round(m.score, 4)} for f, m in self.faces
+            {"box": list(f.int_box()), "name": m.name, "score": round(m.score, 4), "verdict": v.kind}
+            for (f, m), v in zip(self.faces, self.verdicts())
         ]}
         if self.error:
             out["error"] = self.error
         return out
 
 
-CSV_COLUMNS = ("path", "face", "name", "score", "x", "y", "w", "h")
+CSV_COLUMNS = ("path", "face", "name", "score", "x", "y", "w", "h", "verdict")
 
 
 def printable(text: str) -> str:
@@ -92,11 +117,12 @@ def printable(text: str) -> str:
 
 
 def csv_report(results: Iterable[PhotoResult]) -> str:
-    """CSV text, one row per face: ``path, face, name, score, x, y, w, h``.
+    """CSV text, one row per face: ``path, face, name, score, x, y, w, h, verdict``.
 
     ``face`` numbers the faces of a photo from 1 (most confident detection first);
     ``x, y, w, h`` is the box in whole pixels of the photo as displayed (EXIF-rotated);
-    ``score`` is the match score in [0, 1] with 4 decimals. Photos without faces or
+    ``score`` is the match score in [0, 1] with 4 decimals; ``verdict`` is ``match``,
+    ``possible match`` (``name`` is then only a guess) or ``unknown``. Photos without faces or
     that failed have no row (see :func:`json_report` for those).
     """
     buf = io.StringIO()
@@ -109,16 +135,16 @@ def csv_report(results: Iterable[PhotoResult]) -> str:
 
 def csv_rows(res: PhotoResult) -> list[list]:
     """The :func:`csv_report` rows of one photo (``CSV_COLUMNS``; none when it failed or has no face)."""
-    return [[str(res.path), i, match.name, f"{match.score:.4f}", *face.int_box()]
-            for i, (face, match) in enumerate(res.faces, start=1)]
+    return [[str(res.path), i, match.name, f"{match.score:.4f}", *face.int_box(), v.kind]
+            for i, ((face, match), v) in enumerate(zip(res.faces, res.verdicts()), start=1)]
 
 
 def json_report(results: Iterable[PhotoResult]) -> str:
     """JSON text: ``{"photos": [...], "failed": [...], "summary": {...}}``.
 
     ``photos`` holds one record per photo that was read: ``{"path", "width", "height",
-    "faces": [{"face", "name", "score", "box": [x, y, w, h]}]}`` (boxes in whole pixels
-    of the displayed photo); ``failed`` holds ``{"path", "error"}`` for each photo
+    "faces": [{"face", "name", "score", "verdict", "box": [x, y, w, h]}]}`` (boxes in whole
+    pixels of the displayed photo; ``verdict``: ``match``, ``possible match`` or ``unknown``); ``failed`` holds ``{"path", "error"}`` for each photo
     that could not be processed, with the one-line reason; ``summary`` counts them.
     """
     photos, failed = [], []
@@ -129,8 +155,9 @@ def json_report(results: Iterable[PhotoResult]) -> str:
             continue
         w, h = res.size if res.size else (None, None)
         photos.append({"path": str(res.path), "width": w, "height": h, "faces": [
-            {"face": i, "name": m.name, "score": round(float(m.score), 4), "box": list(f.int_box())}
-            for i, (f, m) in enumerate(res.faces, start=1)]})
+            {"face": i, "name": m.name, "score": round(float(m.score), 4), "verdict": v.kind,
+             "box": list(f.int_box())}
+            for i, ((f, m), v) in enumerate(zip(res.faces, res.verdicts()), start=1)]})
         faces += len(res.faces)
     summary = {"photos": len(photos) + len(failed), "tagged": len(photos), "failed": len(failed), "faces": faces}
     return printable(json.dumps({"photos": photos, "failed": failed, "summary": summary}, indent=1,
@@ -221,7 +248,8 @@ def pipeline_key(settings, embedder_key: str, detector: str) -> str:
     flip = get_backbone(settings.backbone).flip if settings.flip is None else settings.flip
     return (f"{embedder_key}|flip={int(flip)}|det={detector}|side={settings.max_detect_side}"
             f"|min={settings.min_face_size}|minf={settings.min_face_fraction}"
-            f"|conf={settings.detection_confidence}|v={__version__}")
+            f"|conf={settings.detection_confidence}|pixels={settings.detect_pixels}"
+            f"|retry={int(settings.retry_no_face)}|v={__version__}")
 
 
 # -- the batch tagger's parts -----------------------------------------------------------
@@ -305,12 +333,17 @@ class MatchingContext:
 
     @classmethod
     def open(cls, recognizer: FaceRecognizer, model: tuple[str, float], store: CacheSession,
-             refresh_progress: Callable[[Iterable], Iterable] | None = None) -> "MatchingContext":
+             refresh_progress: Callable[[Iterable], Iterable] | None = None,
+             allow_empty: bool = False) -> "MatchingContext":
         """The context for embedder ``model = (key, threshold)``, embedding gallery photos that
         lack vectors for it first.
 
+        Args:
+            allow_empty: with nobody enrolled, every face is ``unknown`` (the photo library,
+                whose unknown faces are grouped to be named) instead of an error.
+
         Raises:
-            EmptyGalleryError: nobody is enrolled.
+            EmptyGalleryError: nobody is enrolled (unless ``allow_empty``).
         """
         key, fixed = model
         gallery = recognizer.gallery
@@ -319,7 +352,7 @@ class MatchingContext:
         if missing:
             recognizer.refresh(refresh_progress)
             X, names, _ = gallery.vectors(key)
-        elif len(X) == 0:
+        elif len(X) == 0 and not allow_empty:
             raise EmptyGalleryError(f"nobody is enrolled in {gallery.root}; enrol people first (facerec enroll)")
         threshold, _ = match_threshold(recognizer.settings, names, fixed)
         return cls(recognizer.settings, key, X, names, threshold, store)
@@ -328,6 +361,8 @@ class MatchingContext:
         """Names of embedded faces against the gallery."""
         if not faces:
             return []
+        if len(self.X) == 0:  # nobody enrolled (allow_empty)
+            return [Match(UNKNOWN, 0.0) for _ in faces]
         if self._matcher is None:
             self._matcher = fit_matcher(self.X, self.names, self.threshold)
         return self._matcher.match(np.stack([f.vector for f in faces]))
@@ -340,7 +375,8 @@ class MatchingContext:
         if matches is None or len(matches) != len(faces):
             matches = self.match(faces)
             self.store.put_matches(sha, self.pipeline_key, self.gallery_key, matches)
-        return PhotoResult(path, list(zip(faces, matches)), size=size, cached=cached, pixels=pixels, note=note)
+        return PhotoResult(path, list(zip(faces, matches)), size=size, cached=cached, pixels=pixels, note=note,
+                           threshold=self.threshold, sha=sha)
 
     def cached(self, item: Item) -> PhotoResult | None:
         """The photo's result from the cache, or ``None`` when it must be processed."""
@@ -493,7 +529,8 @@ def tag_photos(recognizer: FaceRecognizer, paths: Iterable[Path], *, cache: "Tag
                model: tuple[str, float] | None = None, batch_size: int = 8,
                refresh_progress: Callable[[Iterable], Iterable] | None = None,
                ray_address: str | None = None, keep_pixels: bool = False, keep_crops: bool = False,
-               on_model: Callable[[str, float], None] | None = None) -> Iterator[PhotoResult]:
+               on_model: Callable[[str, float], None] | None = None,
+               allow_empty: bool = False) -> Iterator[PhotoResult]:
     """Name every face in each photo, using and filling the tag cache; failures become results.
 
     The stages overlap, with bounded queues between them: read and hash (:func:`read_stage`,
@@ -526,6 +563,8 @@ def tag_photos(recognizer: FaceRecognizer, paths: Iterable[Path], *, cache: "Tag
         keep_crops: keep each face's aligned crop (threads; not for cached photos).
         on_model: called with the loaded embedder's ``(key, threshold)`` whenever this
             run had to load it (to remember it with :meth:`TagCache.set_model`).
+        allow_empty: with nobody enrolled, tag every face ``unknown`` instead of raising
+            :class:`EmptyGalleryError` (the photo library: faces are found and grouped first).
 
     Yields:
         One :class:`PhotoResult` per photo, in the order of ``paths``.
@@ -548,7 +587,7 @@ def tag_photos(recognizer: FaceRecognizer, paths: Iterable[Path], *, cache: "Tag
             if on_model:
                 on_model(*model)
         slot.expect(model[0], checked=loaded)
-        context = MatchingContext.open(recognizer, model, store, refresh_progress)
+        context = MatchingContext.open(recognizer, model, store, refresh_progress, allow_empty)
         yield from _run(context, slot, read_stage(early, paths), keep_crops)
     finally:
         slot.close()

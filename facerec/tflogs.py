@@ -26,6 +26,8 @@ machine without a GPU driver logs one), since facerec reports its own errors."""
 
 _GLOG = re.compile(r"^([IWEF])\d{4} [\d:.]+\s+\d+\s+\S+:\d+\] ")
 _SEVERITY = "IWEF"
+_TFLITE = re.compile(r"^(INFO|WARNING|ERROR): ")  # LiteRT's own logger ("INFO: Created TensorFlow Lite XNNPACK ...")
+_TFLITE_SEVERITY = ("INFO", "WARNING", "ERROR")
 _BANNER = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
 _CONTINUATION = ("To enable the following instructions", "rebuild TensorFlow with the appropriate")
 
@@ -45,10 +47,13 @@ def filter_logs(text: str, level: int) -> str:
     kept, dropping = [], False
     for line in text.splitlines(keepends=True):
         found = _GLOG.match(line)
+        lite = _TFLITE.match(line)
         if found:
             dropping = _SEVERITY.index(found.group(1)) < level
         elif line.startswith(_BANNER):
             dropping = True
+        elif lite:
+            dropping = _TFLITE_SEVERITY.index(lite.group(1)) < level
         elif not (dropping and line.startswith(_CONTINUATION)):
             dropping = False
         if not dropping:
@@ -57,9 +62,10 @@ def filter_logs(text: str, level: int) -> str:
 
 
 @contextmanager
-def quiet_native_stderr() -> Iterator[None]:
+def quiet_native_stderr(level: int | None = None) -> Iterator[None]:
     """Capture file descriptor 2 (native code's stderr) for the block, then write it back
-    to stderr without TensorFlow's log lines below ``TF_CPP_MIN_LOG_LEVEL``."""
+    to stderr without TensorFlow's (and LiteRT's) log lines below ``level`` (default:
+    ``TF_CPP_MIN_LOG_LEVEL``). Not re-entrant: callers in several threads hold one lock."""
     import tempfile
 
     try:
@@ -80,7 +86,7 @@ def quiet_native_stderr() -> Iterator[None]:
             os.dup2(saved, 2)
             os.close(saved)
             tmp.seek(0)
-            rest = filter_logs(tmp.read().decode("utf-8", "replace"), min_level())
+            rest = filter_logs(tmp.read().decode("utf-8", "replace"), min_level() if level is None else level)
             if rest:
                 os.write(2, rest.encode("utf-8", "replace"))
 

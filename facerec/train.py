@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from facerec.align import face_crop, template
+from facerec.datasets import files_key
 from facerec.embed import Backbone, HeadInfo, build_head, l2_normalize, save_head
 from facerec.errors import FaceRecError
 from facerec.evaluate import evaluate_open_set
@@ -60,7 +61,7 @@ def base_features(paths: Sequence[Path], faces: Sequence[Face | None], backbone:
     """
     size = int(base.input_shape[1])
     pooling = (backbone.feature_layer, backbone.grid, backbone.power_norm)
-    key = _cache_key(paths, views, seed, template(size, backbone.zoom).round(3).tolist(),
+    key = files_key(paths, views, seed, template(size, backbone.zoom).round(3).tolist(),
                      *([pooling] if pooling[1:] != (1, False) else []),  # keys of plain-GAP caches unchanged
                      *([weights_id] if weights_id else []))
     cache = cache_dir / "features" / f"{backbone.name}-{size}-{key}.npy"

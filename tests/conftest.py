@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -167,3 +169,18 @@ def people_service(gallery: Path, cache_dir: Path | None = None):
     from facerec.pipeline import FaceRecognizer
 
     return People(FaceRecognizer(Settings(gallery=Path(gallery), cache_dir=Path(cache_dir or Path(gallery) / ".cache"))))
+
+
+@contextmanager
+def tmpfs(mount_point: Path, size: str):
+    """A real tmpfs of ``size`` (e.g. ``"300k"``) at ``mount_point`` (created), unmounted at the
+    end: a disk that can be filled up. Mounting needs root: skipped without it, except under
+    CI=true, where the test runs and fails."""
+    if os.geteuid() != 0 and not IN_CI:
+        pytest.skip("mounting a tmpfs needs root")
+    mount_point.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)], check=True)
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)

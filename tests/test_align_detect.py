@@ -178,7 +178,7 @@ def test_without_yunets_wheel_the_default_detector_falls_back_to_mtcnn(monkeypat
 
 def test_a_photo_with_no_face_found_gets_a_second_look_when_enrolling(tmp_path, tiny_embedder):
     """Enrolment (and the app's Identify) look again with the detector's finer variant when the
-    default pass finds nothing; folder tagging does not, and ``retry_no_face=False`` turns it off."""
+    default pass finds nothing (as tagging and ``identify`` do), and ``retry_no_face=False`` turns it off."""
     from conftest import BlobDetector, png_bytes, synthetic_photo
 
     from facerec.errors import NoFaceError
@@ -214,16 +214,20 @@ def test_a_photo_with_no_face_found_gets_a_second_look_when_enrolling(tmp_path, 
     ("yunet", ("050841.jpg", "141051.jpg"), 20),
 ])
 def test_the_finer_pass_finds_celeba_faces_the_default_pass_misses(backend, photos, width):
-    """On celeba_dev each detector's default pass finds no face in two photos (a face a person
-    sees at once: MTCNN's pyramid misses two, YuNet at its reduced size a 149-px face and a
-    tiny photo's 21-px one); its finer variant finds each, at the default confidence."""
+    """On celeba_dev each detector's first pass finds no face in two photos (a face a person
+    sees at once: MTCNN's pyramid misses two; YuNet as facerec 0.7 searched, ``detect_pixels=0``,
+    at its reduced size a 149-px face and a tiny photo's 21-px one); its finer variant finds each,
+    at the default confidence. YuNet's default search (down to 12 px within 1 MP) finds them at once."""
     from facerec.detect import make_detector
     from facerec.images import load_image
 
-    det = make_detector(Settings(detector=backend))
+    det = make_detector(Settings(detector=backend, detect_pixels=0))
+    default = make_detector(Settings(detector=backend))
     for name in photos:
         path = next((CELEB5.parent / "celeba_dev").rglob(name))
         image = load_image(path)
         assert det.detect(image) == []
         faces = det.finer().detect(image)
         assert len(faces) == 1 and faces[0].score >= det.confidence and min(faces[0].box[2:]) >= width
+        if backend == "yunet":
+            assert [f.box for f in default.detect(image)] == [f.box for f in faces]

@@ -298,7 +298,8 @@ def test_body_cap_and_full_server_answer_in_dialect(recognizer):
         assert r.status_code == 413 and r.json()["success"] is False
         r = requests.post(f"{url}/api/v1/recognition/recognize", files={"file": ("p.png", b"\x89PNG" + b"0" * 3000)})
         assert r.status_code == 400 and "too large" in r.json()["message"]
-        chunks = (b"x" * 10_000 for _ in range(8))  # chunked: no Content-Length
+        head = b'--zz\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n\r\n'
+        chunks = (c for c in [head] + [b"x" * 10_000] * 8)  # chunked: no Content-Length; a well-formed part that grows
         r = requests.post(f"{url}/v1/vision/face/recognize", data=chunks,
                           headers={"Content-Type": "multipart/form-data; boundary=zz"})
         assert r.status_code == 413 and r.json()["success"] is False

@@ -25,7 +25,7 @@ def app(tmp_path, monkeypatch):
 
 
 PAGES = {"People": "", "Live": "live", "Identify": "identify", "Enrol": "enrol", "Who was here": "history",
-         "Tag photos": "tag", "Settings": "settings"}
+         "Library": "library", "Tag photos": "tag", "Settings": "settings"}
 
 
 def test_pages_render_without_errors(app):

@@ -39,7 +39,7 @@ def test_threshold_in_use_never_carries_over_to_another_base(tmp_path):
     assert threshold_state(0.4, 0.5, "b", 2).endswith("2 people: 0.400, in use: 0.500, saved for b")
 
 
-@pytest.mark.parametrize("module", ["people", "live", "identify", "enrol", "history", "tag", "settings", "signin"])
+@pytest.mark.parametrize("module", ["people", "live", "identify", "enrol", "history", "library", "tag", "settings", "signin"])
 def test_every_page_is_its_own_module(module):
     import importlib
 

@@ -363,7 +363,7 @@ def watch_live(page, url: str, wanted: str, shot: str) -> str:
 
 
 PAGE_URLS = {"": "People", "live": "Live", "identify": "Identify", "enrol": "Enrol", "history": "Who was here",
-             "tag": "Tag photos", "settings": "Settings"}
+             "library": "Library", "tag": "Tag photos", "settings": "Settings"}
 
 
 def choose_files(page, paths) -> None:
@@ -544,5 +544,67 @@ def test_enrol_then_live_names_the_person_and_calls_a_stranger_unknown(server):
             record_console(page, "stranger")
             listing = watch_live(page, url, "unknown", "live_stranger.png")
             assert "unknown" in listing and NAME not in listing
+        finally:
+            browser.close()
+
+
+LIB_PERSON = "Lib Person"
+LFW_DIR = SHARED / "lfw_dev"
+
+
+def test_library_names_a_group_finds_photos_and_keeps_a_rejection_across_a_rescan(server):
+    """Issue 24's done-when: add a folder, name a group, find that person's photos by name, reject a
+    wrong face, rescan, and see the name and the rejection kept."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
+    url, tmp = server
+    folder = tmp / "library"
+    folder.mkdir()
+    for photo in sorted((LFW_DIR / "Aaron_Peirsol").glob("*.jpg"))[:4]:  # one person, 4 photos: a group
+        (folder / photo.name).write_bytes(photo.read_bytes())
+    for other in ("Abel_Pacheco", "Alexander_Downer"):  # strangers seen once
+        (folder / f"{other}_0001.jpg").write_bytes((LFW_DIR / other / f"{other}_0001.jpg").read_bytes())
+    blank = write_y4m([np.zeros((48, 64, 3), np.uint8)], tmp / "blank.y4m")
+
+    def photos_with(page, count: int) -> None:
+        page.get_by_test_id("stRadio").get_by_text("Photos by people", exact=True).click()
+        chooser = page.get_by_test_id("stMultiSelect").locator("input")
+        if not page.get_by_text(f"photo(s) with {LIB_PERSON}").count():
+            chooser.fill(LIB_PERSON)
+            chooser.press("Enter")
+        expect_text(page, f"{count} photo(s) with {LIB_PERSON}", "library_photos.png")
+
+    with sync_api.sync_playwright() as pw:
+        browser = launch(pw, blank)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(url + "/library")
+            page.get_by_role("heading", name="Library", exact=True).wait_for()
+            wait_rendered(page)
+            page.get_by_label("Folder to add").fill(str(folder))
+            page.get_by_label("Folder to add").press("Enter")
+            wait_rendered(page)
+            page.get_by_role("button", name="Add folder").click()
+            expect_text(page, "Group 1 · 4 face(s)", "library_groups.png")
+            wait_rendered(page)
+            page.get_by_label("Who is this?").first.fill(LIB_PERSON)
+            page.get_by_label("Who is this?").first.press("Enter")
+            wait_rendered(page)
+            page.get_by_role("button", name="Name them").first.click()
+            expect_text(page, f"Named 4 face(s) {LIB_PERSON}", "library_named.png")
+            photos_with(page, 4)
+            page.get_by_test_id("stRadio").get_by_text("People", exact=True).click()
+            page.get_by_role("button", name=f"Not {LIB_PERSON}").first.click()
+            expect_text(page, f"Remembered: not {LIB_PERSON.lower()}", "library_rejected.png")
+            page.screenshot(path=str(ARTIFACTS / "library.png"), full_page=True)
+            wait_rendered(page)
+            page.get_by_role("button", name="Rescan").click()
+            expect_text(page, "Library scanned: 6 photo(s)", "library_rescanned.png")
+            wait_rendered(page)
+            photos_with(page, 3)  # the name is kept on 3 photos, the rejected face stays out
+            page.get_by_test_id("stRadio").get_by_text("People", exact=True).click()
+            page.get_by_role("button", name=f"Not {LIB_PERSON}").nth(2).wait_for()
+            wait_rendered(page)
+            assert page.get_by_role("button", name=f"Not {LIB_PERSON}").count() == 3  # the rejected face stays out
         finally:
             browser.close()

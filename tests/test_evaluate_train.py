@@ -174,3 +174,26 @@ def test_the_detection_cache_is_not_shared_by_detectors_with_other_settings(tmp_
     assert all(f is not None for f in lenient) and strict == [None, None, None]
     again = detect_dataset(paths, Sure(Settings(detection_confidence=0.9)), tmp_path / "cache")
     assert [f.box for f in again] == [f.box for f in lenient]
+
+
+def test_base_features_are_computed_then_read_from_their_cache(tmp_path, tiny_embedder):
+    """train-head's feature cache (keyed by the photos and every setting, facerec.datasets.files_key):
+    the second call reads what the first wrote, another number of views is another key."""
+    from conftest import png_bytes, synthetic_photo
+    from facerec.train import base_features
+    from facerec.types import Face
+
+    paths = []
+    for i in range(3):
+        p = tmp_path / f"p{i}.png"
+        p.write_bytes(png_bytes(synthetic_photo([i], seed=i)))
+        paths.append(p)
+    faces = [Face((30.0, 20.0, 48.0, 48.0), 0.9), None, Face((30.0, 20.0, 48.0, 48.0), 0.9)]
+    e, base = tiny_embedder, tiny_embedder._model  # the tiny Keras base (no head)
+    first = base_features(paths, faces, e.backbone, base, views=2, cache_dir=tmp_path / "c")
+    assert first.shape == (3, 2, 64) and not first[1].any() and first[0].any()
+    assert len(list((tmp_path / "c" / "features").glob("*.npy"))) == 1
+    np.testing.assert_array_equal(base_features(paths, faces, e.backbone, base, views=2,
+                                                cache_dir=tmp_path / "c"), first)
+    base_features(paths, faces, e.backbone, base, views=3, cache_dir=tmp_path / "c")
+    assert len(list((tmp_path / "c" / "features").glob("*.npy"))) == 2

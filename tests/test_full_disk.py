@@ -4,18 +4,16 @@ and leaves nothing half made (issue 25, item 2): a gallery on a small tmpfs, fil
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from facerec import cli
 from facerec.errors import DiskFullError
-from facerec.gallery import Gallery
 from facerec.people import People
 from facerec.pipeline import FaceRecognizer
 
-from conftest import IN_CI, BlobDetector, png_bytes, synthetic_photo
+from conftest import BlobDetector, png_bytes, synthetic_photo, tmpfs
 
 
 def tree_snapshot(root: Path) -> dict[str, bytes]:
@@ -33,16 +31,9 @@ def tree_snapshot(root: Path) -> dict[str, bytes]:
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 2 MB tmpfs (mounting needs root; skipped without it, except under CI=true)."""
-    if os.geteuid() != 0 and not IN_CI:
-        pytest.skip("mounting a tmpfs needs root")
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], check=True)
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
+    """A 2 MB tmpfs (mounting needs root)."""
+    with tmpfs(tmp_path / "disk", "2m") as disk:
+        yield disk
 
 
 def fill(mnt: Path) -> Path:

@@ -14,24 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IN_CI, png_bytes, synthetic_photo
-
-IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
-
-pytestmark = pytest.mark.skipif(not IS_ROOT and not IN_CI,
-                                reason="mounting a tmpfs needs root (runs, and fails, under CI=true)")
-
+from conftest import png_bytes, synthetic_photo, tmpfs
 
 @pytest.fixture
 def small_disk(tmp_path: Path):
     """A 300 KiB tmpfs at ``tmp_path/disk`` (unmounted at the end)."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(disk)], check=True)
-    try:
+    with tmpfs(tmp_path / "disk", "300k") as disk:
         yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 def fill(disk: Path, leave: int) -> Path:

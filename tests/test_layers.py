@@ -12,10 +12,10 @@ PKG = Path(__file__).resolve().parents[1] / "facerec"
 # module (dotted, under facerec) -> layer; a package's modules share its layer
 LAYERS = {
     0: ["errors", "types", "storage", "tflogs"],
-    1: ["settings", "images", "gallery", "tagcache", "history", "photonames", "xmp", "auth"],
-    2: ["align", "detect", "quality", "weights", "embed", "draw", "thumbs", "verdict", "datasets"],
+    1: ["settings", "images", "gallery", "tagcache", "history", "photonames", "xmp", "auth", "librarystore"],
+    2: ["align", "detect", "quality", "weights", "litert", "embed", "draw", "thumbs", "verdict", "datasets", "onnxface"],
     3: ["classify", "thresholds", "enrolcheck", "facepath", "pipeline", "cluster", "evaluate", "train"],
-    4: ["people", "tagging", "video", "engines", "live", "recognition"],
+    4: ["people", "tagging", "video", "engines", "live", "recognition", "library", "xmpimport"],
     5: ["cli", "app", "api", "__main__", "__init__"],
 }
 LAYER = {m: n for n, mods in LAYERS.items() for m in mods}

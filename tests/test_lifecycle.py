@@ -3,7 +3,6 @@ rename / merge / move, and the CLI making the app's enrolment checks (issues 20 
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
@@ -18,7 +17,6 @@ from facerec import cli, history, photonames
 from facerec.errors import (
     ConfirmationNeededError, ForgetIncompleteError, InvalidNameError, PersonExistsError, PersonNotFoundError,
 )
-from facerec.gallery import Gallery
 from facerec.people import People
 from facerec.storage import tag_cache_path
 from facerec.tagcache import TagCache

@@ -160,3 +160,17 @@ def test_a_forget_that_fails_is_shown_and_finished_from_the_people_page(app):
     assert "Forgot Ann Lee" in at.success[0].value
     assert not [w for w in at.warning if "half forgotten" in w.value]
     assert [p.name for p in g.people()] == ["Bob Stone"] and g.forgetting() == []
+
+
+def test_the_remove_confirmation_is_under_the_photo_not_below_the_whole_grid(app):
+    """With many photos the "Remove?" question appeared ~1,100 px down, below the grid, so Remove
+    seemed to do nothing; it is now asked in the photo's own column, right under it."""
+    at, g, _ = app
+    shas = [add(g, "Ann Lee", 1, seed=s, original=f"photo{s:02d}.png") for s in range(9)]
+    at.run()
+    open_person(at, "Ann Lee")
+    [b for b in at.button if b.key == f"rm_{shas[0][:16]}.png"][0].click().run()
+    column = next(c for c in at.columns if any(i.captions and i.captions[0] == "photo00.png" for i in c.image))
+    assert [w.value for w in column.warning] == ["Remove photo00.png from Ann Lee? The photo and its face vectors "
+                                                 "are deleted."]
+    assert any(b.label == "Yes, remove it" for b in column.button)

@@ -43,13 +43,13 @@ def _results(recognizer, photo_dir):
 def test_csv_report_one_row_per_face(recognizer, photo_dir):
     results = _results(recognizer, photo_dir)
     rows = list(csv.reader(io.StringIO(csv_report(results))))
-    assert rows[0] == ["path", "face", "name", "score", "x", "y", "w", "h"]
+    assert rows[0] == ["path", "face", "name", "score", "x", "y", "w", "h", "verdict"]
     body = rows[1:]
     assert len(body) == 4  # 3 faces in a.png, 1 in b.png; none and the empty file have no rows
     a = sorted((r for r in body if r[0].endswith("a.png")), key=lambda r: int(r[4]))
     assert [r[2] for r in a] == ["Bob", UNKNOWN, "Ann"]
     assert sorted(r[1] for r in a) == ["1", "2", "3"]
-    assert a[0][4:] == ["30", "20", "48", "48"]  # box in photo pixels
+    assert a[0][4:8] == ["30", "20", "48", "48"]  # box in photo pixels
     assert all(0 <= float(r[3]) <= 1 for r in body)
     b = [r for r in body if r[0].endswith("b.png")]
     assert [r[2] for r in b] == ["Ann"]
@@ -92,7 +92,7 @@ def test_a_file_name_that_is_not_utf8_is_reported_not_a_crash(recognizer, tmp_pa
 
 
 def test_reports_of_nothing_are_valid():
-    assert csv_report([]) == "path,face,name,score,x,y,w,h\n"
+    assert csv_report([]) == "path,face,name,score,x,y,w,h,verdict\n"
     assert json.loads(json_report([PhotoResult(Path("x.jpg"), error="x.jpg: file is empty")]))["failed"] == [
         {"path": "x.jpg", "error": "x.jpg: file is empty"}]
 
@@ -170,8 +170,8 @@ def test_tag_reads_every_format_recursively_and_never_touches_originals(tag_env,
         if name != "p.jpg":  # JPEG ringing on black blurs the fake detector's boxes and the tiny embedder's names
             assert [r[2] for r in rs] == ["Ann", "Bob"], name
         tol = 10 if name == "p.jpg" else 1
-        assert [int(v) for v in rs[0][4:]] == pytest.approx([30, 20, 48, 48], abs=tol), name  # displayed pixels
-    assert (tag_env / "r.csv").read_text().splitlines()[0] == "path,face,name,score,x,y,w,h"
+        assert [int(v) for v in rs[0][4:8]] == pytest.approx([30, 20, 48, 48], abs=tol), name  # displayed pixels
+    assert (tag_env / "r.csv").read_text().splitlines()[0] == "path,face,name,score,x,y,w,h,verdict"
     assert len(_rows((tag_env / "r.csv").read_text())) == len(rows) + 1
     doc = json.loads((tag_env / "r.json").read_text())
     assert doc["summary"]["photos"] == 7 and doc["failed"] == []
@@ -544,7 +544,7 @@ def test_tag_reads_heic_when_pillow_heif_is_installed(tag_env, capsys):
     _save(photo, d / "phone.heic", "HEIF", quality=100)
     assert cli.main(["tag", str(d), "-q"]) == 0
     rows = sorted(_rows(capsys.readouterr().out), key=lambda r: int(r[4]))
-    assert len(rows) == 2 and [int(v) for v in rows[0][4:]] == pytest.approx([30, 20, 48, 48], abs=10)
+    assert len(rows) == 2 and [int(v) for v in rows[0][4:8]] == pytest.approx([30, 20, 48, 48], abs=10)
 
 
 def test_tag_on_an_empty_gallery_is_one_clear_error(tag_env, capsys):
@@ -566,3 +566,48 @@ def test_pipeline_key_uses_the_backbones_flip_default():
 
     assert key(backbone="resnet50") == key(backbone="resnet50", flip=True) != key(backbone="resnet50", flip=False)
     assert key() == key(flip=False) != key(flip=True)
+
+
+# -- the verdict in every output (issue 24, item 7) ---------------------------------------
+
+
+def test_reports_carry_the_verdict_and_a_guess_is_not_a_plain_name(tmp_path):
+    """A stranger's half face just above the threshold ("Elton John?", 0.42 against 0.40) was
+    exported as plain "Elton John": the CSV and JSON reports now say "possible match"."""
+    from facerec.types import Face, Match
+
+    faces = [(Face((10, 10, 40, 40), 0.99), Match("Elton John", 0.42)),
+             (Face((60, 10, 40, 40), 0.99), Match("Ann", 0.95)),
+             (Face((110, 10, 40, 40), 0.99), Match(UNKNOWN, 0.2))]
+    res = PhotoResult(tmp_path / "party.jpg", faces, size=(200, 80), threshold=0.40)
+    rows = list(csv.DictReader(io.StringIO(csv_report([res]))))
+    assert [(r["name"], r["verdict"]) for r in rows] == [
+        ("Elton John", "possible match"), ("Ann", "match"), (UNKNOWN, "unknown")]
+    doc = json.loads(json_report([res]))
+    assert [f["verdict"] for f in doc["photos"][0]["faces"]] == ["possible match", "match", "unknown"]
+    assert [m.name for _, m in res.sure_faces()] == [UNKNOWN, "Ann", UNKNOWN]
+    assert [m.name for _, m in res.sure_faces(include_possible=True)] == ["Elton John", "Ann", UNKNOWN]
+
+
+def test_xmp_names_only_sure_matches_unless_asked(tag_env, capsys):
+    """`tag --xmp` wrote a possible match (just above the threshold) as the person's name; now
+    the sidecar names only sure matches, and --xmp-possible includes the guesses."""
+    from facerec import cli
+
+    d = tag_env / "photos"
+    _save(synthetic_photo([1], seed=3), d / "a.png", "PNG")
+    assert cli.main(["tag", str(d), "-q"]) == 0
+    (row,) = _rows(capsys.readouterr().out)
+    assert row[2] == "Ann" and row[8] == "match"
+    score = float(row[3])
+    just_below = f"{score - 0.002:.4f}"  # Ann's score is then just above the threshold: a possible match
+    before = (d / "a.png").read_bytes()
+    assert cli.main(["tag", str(d), "-q", "--xmp", "--threshold", just_below, "--xmp-unknown"]) == 0
+    (row,) = _rows(capsys.readouterr().out)
+    assert (row[2], row[8]) == ("Ann", "possible match")
+    text = (d / "a.png.xmp").read_text()
+    assert "mwg-rs:Regions" in text and "Ann" not in text  # an unnamed face region, no name, no keyword
+    assert cli.main(["tag", str(d), "-q", "--xmp", "--threshold", just_below, "--xmp-possible"]) == 0
+    assert "Ann" in (d / "a.png.xmp").read_text()
+    assert (d / "a.png").read_bytes() == before
+    capsys.readouterr()

@@ -16,6 +16,7 @@ address and needs none; once one exists every request needs a valid one, and a
 from __future__ import annotations
 
 import logging
+import sys
 from typing import TYPE_CHECKING, Any, Callable
 
 from starlette.applications import Starlette
@@ -42,7 +43,7 @@ def create_app(service: FaceService, keys: KeyStore, limits: Limits = Limits()) 
     wrapped in the body cap."""
     api = Api(service, keys, limits)
     routes: list[Route] = [*native.routes(api), *compreface.routes(api), *deepstack.routes(api)]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, exception_handlers={404: native.no_route, 405: native.no_route})
     app.state.api = api
 
     def too_large(path: str) -> Response:
@@ -82,4 +83,18 @@ def serve(settings: Any, host: str = "127.0.0.1", port: int = 8000, limits: Limi
     if ready is not None:
         ready(f"facerec API on http://{host}:{port} (gallery {settings.gallery}; "
               + ("API keys required" if keys.any() else "no API key needed: local only") + ")")
-    uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        # uvicorn stops on SIGTERM, then raises it again: exit normally instead, so that the
+        # sightings still queued for the history are written (atexit) and the lines below run
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
+    finally:
+        service.close()
+        stats = service.batcher.stats if service.batcher is not None else None
+        if ready is not None and stats is not None and stats.passes:
+            ready(f"embedding batches: {stats.passes} passes, {stats.crops} faces, largest {stats.largest} faces, "
+                  f"{stats.requests_batched} requests shared a pass with another")

@@ -49,7 +49,7 @@ class Limits:
 
     max_photo: int = 20 * MB
     max_body: int = 45 * MB
-    workers: int = 2
+    workers: int = 4
     max_pending: int = 64
     timeout_s: float = 30.0
 

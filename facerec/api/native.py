@@ -21,7 +21,7 @@ from typing import Any, Awaitable, Callable
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from facerec.api import openapi
@@ -72,6 +72,17 @@ def error_response(exc: BaseException) -> Response:
         return json_response({"error": {"code": "failed", "message": str(exc)}}, 500 if exc.exit_code >= 5 else 400)
     return json_response({"error": {"code": "internal", "message": "internal server error (see the server's log)"}},
                          500)
+
+
+async def no_route(request: Request, exc: Exception) -> Response:
+    """A path or method no route serves: in the native shape under the native prefix,
+    Starlette's plain answer elsewhere (the dialects' clients never call such paths)."""
+    status = getattr(exc, "status_code", 404)
+    if not request.url.path.startswith(PREFIX):
+        return PlainTextResponse("Not Found" if status == 404 else "Method Not Allowed", status)
+    code, what = ("not_found", "no such route") if status == 404 else ("method_not_allowed", "method not allowed")
+    return json_response({"error": {"code": code, "message": f"{what}: {request.method} {request.url.path} "
+                                                             f"(see {PREFIX}/docs)"}}, status)
 
 
 # -- shapes ---------------------------------------------------------------------------------

@@ -88,7 +88,8 @@ def _schemas() -> dict:
                                                 "invalid_name", "not_an_image", "no_face", "several_faces",
                                                 "person_not_found", "photo_not_found", "person_exists",
                                                 "confirmation_needed", "body_too_large", "forget_incomplete",
-                                                "disk_full", "busy", "failed", "internal"]},
+                                                "disk_full", "busy", "not_found", "method_not_allowed", "failed",
+                                                "internal"]},
             "message": {"type": "string", "description": "one sentence, never a traceback"},
             "concerns": {"type": "array", "items": {"type": "string"}},
             "report": _ref("ForgetReport")}}}}

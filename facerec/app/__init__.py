@@ -1,6 +1,6 @@
 """facerec in the browser: people (the home page), live video, identify, enrol, who was here,
-tag photos, settings; one URL per page (``st.navigation``: ``/``, ``/live``, ``/identify``,
-``/enrol``, ``/history``, ``/tag``, ``/settings``), drawn only after the sign-in gate.
+photo library, tag photos, settings; one URL per page (``st.navigation``: ``/``, ``/live``,
+``/identify``, ``/enrol``, ``/history``, ``/library``, ``/tag``, ``/settings``), drawn only after the sign-in gate.
 
 ``streamlit run app.py`` runs :func:`main`. A thin layer over the facerec library, one module
 per page (people, live, identify, enrol, history, tag, settings, signin) over what they share
@@ -21,6 +21,7 @@ from facerec.app.common import PAGE_OBJECTS, base_settings, recognizer  # first:
 from facerec.app.enrol import page_enroll
 from facerec.app.history import page_history
 from facerec.app.identify import page_identify
+from facerec.app.library import page_library, sidebar_scan_status
 from facerec.app.live import page_live
 from facerec.app.people import page_people
 from facerec.app.settings import page_settings
@@ -34,6 +35,7 @@ PAGES = [  # (title, url path, icon, page function); People is the home page
     ("Identify", "identify", ":material/image_search:", page_identify),
     ("Enrol", "enrol", ":material/person_add:", page_enroll),
     ("Who was here", "history", ":material/history:", page_history),
+    ("Library", "library", ":material/photo_album:", page_library),
     ("Tag photos", "tag", ":material/photo_library:", page_tag),
     ("Settings", "settings", ":material/settings:", None),
 ]
@@ -61,6 +63,7 @@ def main() -> None:
         PAGE_OBJECTS.update(pages)
         page = st.navigation(list(pages.values()))
         st.sidebar.caption(f"Gallery: {settings.gallery} · base: {settings.backbone}")
+        sidebar_scan_status(settings)
         page.run()
     except FaceRecError as exc:
         st.error(str(exc))

@@ -122,6 +122,26 @@ def save_photos(rec: FaceRecognizer, name: str, plans: list[tuple], gen: int) ->
         getattr(st, kind)(text)
 
 
+def save_blocked(ready: int, name: str | None, valid: bool, waiting: int = 0) -> str | None:
+    """Why Save is greyed out, in one sentence shown beside it (``None``: it is not).
+
+    Args:
+        ready: photos that would be saved.
+        name: the name typed (``None``: none, or one that cannot be used).
+        valid: photos can be saved under it.
+        waiting: photos waiting for a confirmation.
+    """
+    if name is None:
+        return "type the person's name above (a name that can be used) first."
+    if not valid:
+        return "choose a name that cannot be mistaken for the enrolled person above."
+    if not ready:
+        if waiting:
+            return "tick “save it anyway” on the photos above that wait for your confirmation."
+        return "none of these photos can be saved (see the reason under each)."
+    return None
+
+
 def page_enroll(rec: FaceRecognizer) -> None:
     st.header("Enrol")
     gen = st.session_state.get("enrol_gen", 0)  # new widgets (an empty uploader) after each save
@@ -158,5 +178,8 @@ def page_enroll(rec: FaceRecognizer) -> None:
                                                              and any(p[1] == c.source for p in plans))
     if waiting:
         st.info(f"{waiting} photo(s) wait for your confirmation above; unconfirmed photos are not saved.")
-    if st.button(f"Save {len(plans)} photo(s)", disabled=not (plans and valid), type="primary"):
+    why = save_blocked(len(plans), name, valid, waiting)
+    if st.button(f"Save {len(plans)} photo(s)", disabled=why is not None, type="primary", help=why):
         save_photos(rec, name, plans, gen)
+    if why is not None:
+        st.caption(f"Save is off: {why}")

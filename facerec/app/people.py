@@ -110,9 +110,17 @@ def person_detail(rec: FaceRecognizer, name: str) -> None:
                 if st.button("Remove…", key=f"rm_{r.path.name}", disabled=pending == r.path.name):
                     st.session_state["people_remove"] = r.path.name
                     st.rerun()
-    target = next((r for r in photos if r.path.name == pending), None)
-    if target is not None:
-        label = person_label(target, names)
+                if r.path.name == pending:  # asked right under the photo, not below the whole grid
+                    remove_confirmation(rec, name, r, label)
+    st.divider()
+    rename_form(rec, name)
+    forget_form(rec, name)
+
+
+def remove_confirmation(rec: FaceRecognizer, name: str, target, label: str) -> None:
+    """Under the photo whose Remove… was pressed: remove it (confirmed), move it to someone else, or cancel."""
+    gallery = rec.gallery
+    with st.container():
         st.warning(f"Remove {label} from {name}? The photo and its face vectors are deleted.")
         yes, no = st.columns(2)
         if yes.button("Yes, remove it", key="rm_yes", type="primary"):
@@ -130,9 +138,6 @@ def person_detail(rec: FaceRecognizer, name: str) -> None:
         if no.button("Cancel", key="rm_no"):
             st.session_state.pop("people_remove", None)
             st.rerun()
-    st.divider()
-    rename_form(rec, name)
-    forget_form(rec, name)
 
 
 def rename_form(rec: FaceRecognizer, name: str) -> None:

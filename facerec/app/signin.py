@@ -13,7 +13,7 @@ from facerec.app.common import is_served_remotely
 
 SIGNED_IN_KEY = "facerec_signed_in"  # the password hash this session signed in with
 CONFIGURE_HELP = """This app holds people's faces. It is served to other machines, so it needs a sign-in first;
-until one is set up it shows nothing else. Choose one (README, "Sign-in"), then reload this page:
+until one is set up it shows nothing else. Choose one (README, section "The app", paragraph "Who can open it"), then reload this page:
 
 - **An admin password**: on the server, `facerec admin set-password` (with the same `--gallery` or
   `FACEREC_GALLERY` as the app).
