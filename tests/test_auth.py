@@ -393,11 +393,12 @@ def test_photo_uploads_over_20_mb_are_refused_before_reading(gallery, address, m
     at.run()
     goto(at, "Identify")
     uploader = at.get("file_uploader")[0]
-    assert uploader.proto.max_upload_size_mb == 20 and "20 MB" in uploader.proto.help
+    # the browser does not refuse it (that shows only a red icon): the server does, in words
+    assert uploader.proto.max_upload_size_mb > 20 and "20 MB" in uploader.proto.help
     monkeypatch.setattr(UploadedFile, "getvalue", guarded(real_getvalue))
     monkeypatch.setattr(UploadedFile, "read", guarded(real_read))
     uploader.upload("big.png", b"\0" * (20 * 2**20 + 1), "image/png").run()
     assert not at.exception and "larger than 20 MB" in at.error[0].value
     goto(at, "Enrol")
     enrol = at.get("file_uploader")[0]
-    assert enrol.proto.max_upload_size_mb == 20 and "20 MB" in enrol.proto.help
+    assert enrol.proto.max_upload_size_mb > 20 and "20 MB" in enrol.proto.help

@@ -120,11 +120,13 @@ def test_calibrated_is_one_click_away(app):
 
 
 def test_base_without_weights_is_not_saved(tmp_path, monkeypatch):
-    """Real weight loading: vgg16's configured file is missing, so the choice is refused
-    with one sentence on what to do, and nothing is written."""
+    """Real weight loading: vgg16's configured file does not fit, so the choice is refused
+    with one sentence on what to do, and nothing is written (a missing file: vgg16 is not offered,
+    tests/test_app_issue24.py)."""
     monkeypatch.setenv("FACEREC_GALLERY", str(tmp_path / "g"))
     monkeypatch.setenv("FACEREC_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("FACEREC_WEIGHTS_VGG16", str(tmp_path / "missing.h5"))
+    (tmp_path / "bad.h5").write_bytes(b"not weights")
+    monkeypatch.setenv("FACEREC_WEIGHTS_VGG16", str(tmp_path / "bad.h5"))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     at = open_settings(AppTest.from_file(APP, default_timeout=120))
     at.selectbox[0].set_value("vgg16").run()

@@ -55,13 +55,16 @@ def main() -> None:
     st.set_page_config(page_title="facerec", page_icon=":material/face:", layout="wide")
     try:
         settings = base_settings()
-        if not sign_in_gate(settings):  # first: nothing else is drawn before sign-in
-            return
+        allowed = sign_in_gate(settings)  # first: nothing else is drawn before sign-in
         pages = {url: make_page(settings, *spec) for spec in PAGES for url in [spec[1]]}
+        # Navigation even before sign-in (hidden, nothing drawn): the page asked for (/identify...) is
+        # the one shown once signed in, not the home page.
+        page = st.navigation(list(pages.values()), position="sidebar" if allowed else "hidden")
+        if not allowed:
+            return
         # Shared by every session of this process (it was per run when app.py held the pages): updated,
         # never cleared, so another session never finds it empty; st.page_link uses only a page's URL.
         PAGE_OBJECTS.update(pages)
-        page = st.navigation(list(pages.values()))
         st.sidebar.caption(f"Gallery: {settings.gallery} · base: {settings.backbone}")
         sidebar_scan_status(settings)
         page.run()

@@ -59,11 +59,12 @@ def read_upload(upload, limit: int = MAX_UPLOAD_BYTES) -> tuple[bytes, str]:
     """Bytes and name of an uploaded file, refusing ones over ``limit`` bytes; the size
     Streamlit reports (``UploadedFile.size``) is checked before the bytes are read."""
     size = getattr(upload, "size", None)
-    if size is not None and size > limit:
-        raise FaceRecError(f"{upload.name}: larger than {limit // 2**20} MB")
-    data = upload.getvalue()
-    if len(data) > limit:
-        raise FaceRecError(f"{upload.name}: larger than {limit // 2**20} MB")
+    if size is None or size <= limit:
+        data = upload.getvalue()
+        size = len(data)
+    if size > limit:
+        raise FaceRecError(f"{upload.name} is {size / 2**20:.0f} MB, larger than {limit // 2**20} MB, the most a file may "
+                           "be here (save a smaller copy, e.g. resized to 4000 pixels wide, and upload that)")
     return data, upload.name
 
 
@@ -112,3 +113,36 @@ def is_served_remotely() -> bool:
     except Exception:  # no request context (a test harness)
         headers = {}
     return auth.served_remotely(st.get_option("server.address"), headers)
+
+
+def browser_url() -> str | None:
+    """The address the browser shows for this app (``st.context.url``), else the page's origin from the
+    request's ``Origin`` header; ``None`` when neither is known (a test harness)."""
+    try:
+        url = st.context.url
+        if url:
+            return url
+        return dict(st.context.headers).get("Origin") or None
+    except Exception:  # no request context
+        return None
+
+
+def camera_blocked(url: str | None) -> bool:
+    """Whether a browser at ``url`` refuses the camera: it gives it only to a secure origin, ``https://`` or
+    this machine itself (``localhost``, ``127.x.x.x``, ``[::1]``, ``*.localhost``); ``False`` when unknown."""
+    from ipaddress import ip_address
+    from urllib.parse import urlsplit
+
+    if not url:
+        return False
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "http":
+        return False
+    host = (parts.hostname or "").lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return False
+    try:
+        return not ip_address(host).is_loopback
+    except ValueError:
+        return True
+

@@ -7,7 +7,6 @@ import streamlit as st
 from facerec import FaceRecError, FaceRecognizer
 from facerec.app.common import (
     IMAGE_TYPES,
-    MAX_UPLOAD_MB,
     PHOTO_HELP,
     gallery_matcher,
     prepare_gallery,
@@ -63,7 +62,9 @@ def enrol_name(people: dict[str, int], gen: int) -> tuple[str | None, bool]:
 def enrol_files(gen: int) -> list:
     """Uploaded photos, plus a camera shot when the camera is switched on."""
     uploads = st.file_uploader("Photos of this person", type=IMAGE_TYPES, accept_multiple_files=True,
-                               key=f"enroll_upload_{gen}", max_upload_size=MAX_UPLOAD_MB, help=PHOTO_HELP)
+                               key=f"enroll_upload_{gen}", help=PHOTO_HELP)
+    # no max_upload_size: the browser would refuse a bigger photo with only a red icon (the reason in a
+    # tooltip); read_upload refuses it here, with the reason on the page
     shot = None
     if st.toggle("Take a photo with the camera", key=f"enrol_camera_on_{gen}"):
         shot = st.camera_input("Camera", key=f"enroll_camera_{gen}")

@@ -8,7 +8,6 @@ from facerec import FaceRecognizer
 from facerec.app.common import (
     IMAGE_TYPES,
     PAGE_OBJECTS,
-    MAX_UPLOAD_MB,
     PHOTO_HELP,
     prepare_gallery,
     read_upload,
@@ -63,8 +62,7 @@ def page_identify(rec: FaceRecognizer) -> None:
     if source == "the camera":
         picture = st.camera_input("Camera snapshot", key="identify_camera")
     else:
-        picture = st.file_uploader("Photo", type=IMAGE_TYPES, key="identify_upload",
-                                   max_upload_size=MAX_UPLOAD_MB, help=PHOTO_HELP)
+        picture = st.file_uploader("Photo", type=IMAGE_TYPES, key="identify_upload", help=PHOTO_HELP)
     if picture is not None:
         prepare_gallery(rec)
     identify_picture(rec, picture)

@@ -8,7 +8,7 @@ import time
 import streamlit as st
 
 from facerec import FaceRecognizer, history
-from facerec.app.common import WEBRTC_MISSING, WebRtcMode, av, webrtc_streamer
+from facerec.app.common import WEBRTC_MISSING, WebRtcMode, av, browser_url, camera_blocked, webrtc_streamer
 from facerec.app.identify import identify_picture
 from facerec.types import Match
 from facerec.verdict import verdict
@@ -58,8 +58,25 @@ def live_panel(proc: LiveProcessor) -> None:
         st.warning(writer_error)
 
 
+def needs_https(url: str) -> str:
+    """What to do when the page was opened over plain http from another machine (the browser would refuse the
+    camera with an error of its own)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return (f"Live needs HTTPS: this page was opened at {parts.scheme}://{parts.netloc}, and browsers give the camera "
+            "only to https:// addresses or to the machine the app runs on (http://localhost). Ask whoever runs the "
+            "app to serve it over HTTPS (a TLS reverse proxy, or Streamlit's --server.sslCertFile and "
+            "--server.sslKeyFile; README, \"Remote deployment\"), then open it at https://. Meanwhile the "
+            "Identify page names the faces of an uploaded photo.")
+
+
 def page_live(rec: FaceRecognizer) -> None:
     st.header("Live")
+    url = browser_url()
+    if camera_blocked(url):
+        st.error(needs_https(url))
+        return
     if webrtc_streamer is None:
         st.warning(f"Live video is not available here ({WEBRTC_MISSING}); identifying single snapshots instead.")
         identify_picture(rec, st.camera_input("Camera snapshot", key="live_camera"))

@@ -15,6 +15,7 @@ from facerec import FaceRecError, FaceRecognizer, photonames, thumbs
 from facerec.errors import ForgetIncompleteError, PersonExistsError
 from facerec.people import People
 from facerec.app.common import PAGE_OBJECTS
+from facerec.app.signin import session_query
 from facerec.enrolcheck import name_key
 
 PEOPLE_SHOWN = 120  # a search finds the others
@@ -30,16 +31,16 @@ PEOPLE_CSS = """<style>
 </style>"""
 
 
-def people_grid_html(cards: list[tuple[str, int, Path | None]]) -> str:
+def people_grid_html(cards: list[tuple[str, int, Path | None]], query: str = "") -> str:
     """The People grid as one block of HTML: for each ``(name, photos, face picture)`` a round
     face (inlined as a data URI: one message instead of a request per face) over the name,
-    linking to ``?person=<name>``, the person's page. Names are escaped."""
+    linking to ``?person=<name>``, the person's page (``query``: more parameters, the sign-in's). Names are escaped."""
     items = []
     for name, count, picture in cards:
         face = '<span class="fr-none"></span>'
         if picture is not None:
             face = f'<img alt="" src="data:image/jpeg;base64,{base64.b64encode(picture.read_bytes()).decode()}">'
-        items.append(f'<a class="fr-person" href="?person={urllib.parse.quote(name, safe="")}" target="_self">'
+        items.append(f'<a class="fr-person" href="?person={urllib.parse.quote(name, safe="")}{html.escape(query)}" target="_self">'
                      f'{face}<b>{html.escape(name)}</b><small>{count} photo(s)</small></a>')
     return PEOPLE_CSS + f'<div class="fr-grid">{"".join(items)}</div>'
 
@@ -84,7 +85,7 @@ def page_people(rec: FaceRecognizer) -> None:
         r = first.get(person.name)
         cards.append((person.name, person.photos,
                        thumbs.face_thumb(r.path, r.sha, r.box, cache) if r is not None else None))
-    st.markdown(people_grid_html(cards), unsafe_allow_html=True)
+    st.markdown(people_grid_html(cards, session_query()), unsafe_allow_html=True)
 
 
 def person_detail(rec: FaceRecognizer, name: str) -> None:

@@ -11,6 +11,23 @@ from facerec import BACKBONES, FaceRecError, Settings
 from facerec.app.common import recognizer, save_choices
 
 
+# What each base is, in words for the people using the app (BACKBONES' descriptions are for --help).
+BASE_IN_WORDS: dict[str, str] = {
+    "mobilefacenet": "A network trained on faces: the most accurate here, and the default.",
+    "arcface-mbf": "InsightFace's face network, trained on faces; its licence allows non-commercial research "
+                   "use only.",
+    "face-resnet": "dlib's face network, trained on faces: the fastest, a little less accurate.",
+    "resnet50": "A general picture network (not trained on faces), tuned for faces here: slower and less "
+                "accurate than the face networks.",
+    "vgg16": "A general picture network like resnet50, not measured here; its weights must be downloaded first.",
+}
+
+
+def base_in_words(backbone: str) -> str:
+    """One plain sentence about ``backbone`` for the Settings page."""
+    return BASE_IN_WORDS.get(backbone, "")
+
+
 def threshold_in_use(saved: dict[str, float], key: str, backbone: str, settings: Settings) -> float | None:
     """The threshold chosen for ``backbone`` (``key``: its base and head), or ``None`` for its calibrated one:
     the one saved for it, else the configured one when it is the base in use (a number set for one base
@@ -52,7 +69,9 @@ def page_settings(settings: Settings) -> None:
     from facerec.thresholds import recognition_threshold
 
     st.header("Settings")
-    names = list(BACKBONES)
+    missing = {name: why for name in BACKBONES if name != settings.backbone
+               and (why := weights.unavailable_reason(name, settings)) is not None}
+    names = [name for name in BACKBONES if name not in missing]  # a base that could only fail at Save is not offered
     st.caption(f"Saved with the gallery ({settings_file(settings.gallery)}); they apply to every page and session, "
                "and to the command line on this gallery. Command-line options and FACEREC_* variables override them "
                "for one run.")
@@ -67,8 +86,11 @@ def page_settings(settings: Settings) -> None:
         st.info(f"{', '.join(overriding)} {'is' if len(overriding) == 1 else 'are'} set where the app runs: "
                 "what is saved here applies once unset.")
     backbone = st.selectbox("Base network", names, index=names.index(settings.backbone))
-    st.caption("Which frozen network turns faces into identity vectors; switching re-embeds the enrolled photos "
-               f"once. {BACKBONES[backbone].description}")
+    for name, why in missing.items():
+        st.caption(f"{name} is not offered: {why}.")
+    st.caption("The model that recognises faces: it turns each face into numbers that are compared with the "
+               "enrolled people's. After a switch the enrolled photos are read again once. "
+               f"{base_in_words(backbone)}")
     detector = st.selectbox("Detector", list(DETECTORS), index=DETECTORS.index(settings.detector))
     st.caption("What finds the faces: YuNet (the default) and MTCNN also find eyes, nose and mouth for alignment; "
                "YuNet is several times faster and finds more small faces. OpenCV's Haar cascade misses more faces "

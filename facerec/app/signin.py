@@ -1,5 +1,6 @@
 """The sign-in gate, drawn before any page: an admin password or OpenID Connect, required
-wherever one is configured and whenever the app is served to other machines (facerec.auth.gate)."""
+wherever one is configured and whenever the app is served to other machines (facerec.auth.gate). A password
+sign-in is kept in the address (``?session=<id>``, facerec.auth.new_session) across reloads and new tabs."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from facerec import Settings, auth
 from facerec.app.common import is_served_remotely
 
 SIGNED_IN_KEY = "facerec_signed_in"  # the password hash this session signed in with
+SESSION_KEY = "facerec_session"  # this browser session's sign-in id (facerec.auth.new_session)
+SESSION_PARAM = "session"  # the address bar's copy of it: a reload, a new tab or a bookmark stays signed in
 CONFIGURE_HELP = """This app holds people's faces. It is served to other machines, so it needs a sign-in first;
 until one is set up it shows nothing else. Choose one (README, section "The app", paragraph "Who can open it"), then reload this page:
 
@@ -39,6 +42,27 @@ def oidc_settings() -> tuple[list[str | None], list[str]] | None:
     return providers, [allowed] if isinstance(allowed, str) else [str(a) for a in allowed]
 
 
+def session_query() -> str:
+    """``&session=<id>`` for links that load the app anew (the People grid), or ``""`` when not signed in so."""
+    token = st.session_state.get(SESSION_KEY)
+    return f"&{SESSION_PARAM}={token}" if token else ""
+
+
+def keep_session(settings: Settings, encoded: str) -> None:
+    """Keep this signed-in session's id in the address bar (moving between pages drops query parameters);
+    a new id when the one held has expired or there is none yet."""
+    token = st.session_state.get(SESSION_KEY)
+    if not auth.session_valid(settings.gallery, token, encoded):
+        try:
+            token = st.session_state[SESSION_KEY] = auth.new_session(settings.gallery, encoded)
+        except OSError:  # a read-only gallery: signed in in this tab only
+            st.session_state.pop(SESSION_KEY, None)
+            st.query_params.pop(SESSION_PARAM, None)
+            return
+    if st.query_params.get(SESSION_PARAM) != token:
+        st.query_params[SESSION_PARAM] = token
+
+
 def sign_in_gate(settings: Settings) -> bool:
     """True when this session may see the app; otherwise draw the sign-in (or how to set one up).
 
@@ -51,11 +75,22 @@ def sign_in_gate(settings: Settings) -> bool:
     oidc_user = oidc is not None and bool(getattr(st.user, "is_logged_in", False))
     oidc_ok = oidc_user and auth.email_allowed(st.user.get("email"), oidc[1], st.user.get("email_verified"))
     password_ok = encoded is not None and st.session_state.get(SIGNED_IN_KEY) == encoded
+    token = st.query_params.get(SESSION_PARAM)
+    if not password_ok and token:  # a reload, a new tab or a bookmark of a signed-in page
+        if auth.session_valid(settings.gallery, token, encoded):
+            st.session_state[SIGNED_IN_KEY], st.session_state[SESSION_KEY] = encoded, token
+            password_ok = True
+        else:
+            st.query_params.pop(SESSION_PARAM, None)  # expired, signed out, or the password changed
     state = auth.gate(remote=is_served_remotely(), password_set=encoded is not None,
                       oidc_configured=oidc is not None, signed_in=password_ok or oidc_ok)
     if state == "open":
+        if password_ok:
+            keep_session(settings, encoded)
         if (password_ok or oidc_ok) and st.sidebar.button("Sign out"):
             st.session_state.pop(SIGNED_IN_KEY, None)
+            auth.end_session(settings.gallery, st.session_state.pop(SESSION_KEY, None))
+            st.query_params.pop(SESSION_PARAM, None)
             if oidc_user:
                 st.logout()
             st.rerun()
@@ -77,6 +112,7 @@ def sign_in_gate(settings: Settings) -> bool:
             result = auth.attempt_sign_in(settings.gallery, password)
             if result.ok:
                 st.session_state[SIGNED_IN_KEY] = encoded
+                keep_session(settings, encoded)
                 st.rerun()
             wait = math.ceil(result.wait_s)
             if not result.checked:
