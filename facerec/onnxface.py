@@ -22,7 +22,6 @@ Where the file comes from, first that works wins:
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import shutil
@@ -38,6 +37,7 @@ import numpy as np
 
 from facerec.errors import ModelUnavailableError
 from facerec.settings import Settings
+from facerec.storage import file_hash
 
 
 @dataclass(frozen=True)
@@ -67,14 +67,6 @@ ONNX_SOURCES: dict[str, PypiOnnxSource] = {
         licence="InsightFace's pretrained models: non-commercial research use only (the wheel's code is BSD-3)",
     ),
 }
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _env_name(name: str) -> str:
@@ -126,7 +118,7 @@ def _pip_download(src: PypiOnnxSource, dest: Path, timeout: float = 600) -> Path
 
 
 def _keep(path: Path, src: PypiOnnxSource, out: Path) -> Path:
-    digest = _sha256(path)
+    digest = file_hash(path)
     if digest != src.sha256:
         raise RuntimeError(f"{path}: SHA-256 {digest[:16]}... is not the pinned {src.sha256[:16]}...")
     out.parent.mkdir(parents=True, exist_ok=True)

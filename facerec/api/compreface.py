@@ -29,8 +29,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from facerec.api.http import (Api, AuthError, BodyTooLargeError, BusyError, guarded, json_response, read_form,
-                             read_json, upload_bytes)
+from facerec.api.http import (Api, AuthError, BodyTooLargeError, BusyError, header_key_endpoint, json_response,
+                              read_form, read_json, upload_bytes)
 from facerec.api.scores import client_score
 from facerec.api.service import BadRequestError, ImageNotFoundError, image_id
 from facerec.errors import (ConfirmationNeededError, FaceRecError, GalleryBusyError, ImageError, InvalidNameError,
@@ -175,12 +175,7 @@ def routes(api: Api) -> list[Route]:
     """Every CompreFace route, each with and without a trailing slash."""
 
     def endpoint(body: Callable, write: bool = False) -> Callable:
-        async def handle(request: Request) -> Response:
-            async def run() -> Response:
-                api.authorize(request.headers.get("x-api-key"), write)
-                return await body(request)
-            return await guarded(run, error_response)
-        return handle
+        return header_key_endpoint(api, body, error_response, write)
 
     out = []
     for path, body, methods, write in [*_recognition_routes(api), *_face_routes(api), *_subject_routes(api)]:

@@ -258,3 +258,15 @@ async def guarded(handler: Callable[[], Awaitable[Response]], error_response: Ca
     except Exception as exc:  # never a traceback to the client
         log.exception("unexpected error")
         return error_response(exc)
+
+
+def header_key_endpoint(api: Api, body: Callable[[Request], Awaitable[Response]],
+                        error_response: Callable[[BaseException], Response], write: bool = False) -> Callable:
+    """A route handler that checks the ``x-api-key`` header (``write``: a manage key) before
+    ``body``, every error answered by ``error_response`` (the CompreFace and native dialects)."""
+    async def handle(request: Request) -> Response:
+        async def run() -> Response:
+            api.authorize(request.headers.get("x-api-key"), write)
+            return await body(request)
+        return await guarded(run, error_response)
+    return handle

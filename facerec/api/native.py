@@ -25,8 +25,8 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from facerec.api import openapi
-from facerec.api.http import (Api, AuthError, BodyTooLargeError, BusyError, guarded, json_response, read_form,
-                             read_json, upload_bytes)
+from facerec.api.http import (Api, AuthError, BodyTooLargeError, BusyError, header_key_endpoint, json_response,
+                              read_form, read_json, upload_bytes)
 from facerec.api.service import BadRequestError, ImageNotFoundError, Recognition, image_id
 from facerec.errors import (ConfirmationNeededError, DiskFullError, FaceRecError, ForgetIncompleteError,
                             GalleryBusyError, ImageError, InvalidNameError, ManyFacesError, NoFaceError,
@@ -176,13 +176,8 @@ def routes(api: Api) -> list[Route]:
     prefix) and a small HTML page listing the routes (``/api/facerec/v1/docs``), both
     readable without a key."""
 
-    def endpoint(body: Callable, write: bool) -> Callable:
-        async def handle(request: Request) -> Response:
-            async def run() -> Response:
-                api.authorize(request.headers.get("x-api-key"), write)
-                return await body(request)
-            return await guarded(run, error_response)
-        return handle
+    def endpoint(body: Callable, write: bool = False) -> Callable:
+        return header_key_endpoint(api, body, error_response, write)
 
     async def document(request: Request) -> Response:
         return json_response(openapi.document())
