@@ -120,6 +120,7 @@ def test_registry_entry_uses_the_arcface_template_and_no_head():
 
 def test_real_network_when_cached_matches_itself_on_a_mirror_pair():
     """Only with the file already in facerec's cache (never downloaded by a test)."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime is optional (pip install 'facerec[onnx]')")
     settings = Settings()
     if not onnxface.cached_path("arcface-mbf", settings).is_file():
         pytest.skip("arcface-mbf is not in facerec's cache (facerec fetch-weights arcface-mbf)")
