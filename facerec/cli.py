@@ -397,9 +397,8 @@ PEOPLE_ACTIONS = {"list": 0, "remove": 1, "rename": 2, "merge": 2, "remove-photo
 
 def cmd_people(args: argparse.Namespace) -> int:
     from facerec.people import People
-    from facerec.pipeline import FaceRecognizer
 
-    people = People(FaceRecognizer(_settings(args)))  # loads no model
+    people = People(_recognizer(args))  # loads a model only for `photos`' look (outliers)
     action, names = args.action, args.names
     if action == "list":
         for p in people.list():
@@ -426,6 +425,9 @@ def cmd_people(args: argparse.Namespace) -> int:
     elif action == "photos":
         for r in people.photos(names[0]):
             print(r.path.name)
+        for file, score in people.outliers(names[0]).items():
+            _warn(f"{file} does not look like {names[0]}'s other photos ({score:.2f}): if it shows someone else, "
+                  f"people remove-photo or move-photo it")
     elif action == "move-photo":
         people.move_photo(names[0], names[1], names[2], confirm=args.yes)
         _warn(f"moved {names[1]} from {names[0]} to {names[2]}")
@@ -712,7 +714,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "people remove-photo NAME FILE      FILE as `people photos` or the People page "
                                     "names it\n"
                                     "people move-photo NAME FILE TO     a photo enrolled for the wrong person\n"
-                                    "people photos NAME                 prints NAME's photo files")
+                                    "people photos NAME                 prints NAME's photo files (on stderr: any that "
+                                    "look unlike the others)")
     pe.add_argument("action", choices=list(PEOPLE_ACTIONS))
     pe.add_argument("names", nargs="*", metavar="NAME")
     pe.add_argument("--merge", action="store_true", help="rename: join an enrolled person of the new name")

@@ -319,6 +319,17 @@ class Gallery:
         """
         return self.snapshot(model)[1:]
 
+    def person_vectors(self, name: str, model: str) -> list[tuple[PhotoRecord, np.ndarray]]:
+        """``name``'s enrolled photos that have a vector made by ``model``, each with it
+        (``(D,)`` float32), in the order they were added."""
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT p.person, p.file, p.sha, p.box, v.vector FROM photos p JOIN vectors v "
+                "ON v.sha = p.sha AND v.box = COALESCE(p.box, '') AND v.model = ? WHERE p.person = ? "
+                "ORDER BY p.added", (model, name)).fetchall()
+        return [(_record(person, self.root, f, sha, b), np.frombuffer(blob, dtype=np.float32))
+                for person, f, sha, b, blob in rows]
+
     def snapshot(self, model: str) -> tuple[int, np.ndarray, list[str], list[PhotoRecord]]:
         """:meth:`vectors` with the gallery version they belong to, read in one transaction:
         a matcher fitted on them and marked with that version cannot miss a later change."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from facerec.errors import ConfirmationNeededError, FaceRecError
-from facerec.librarystore import NO, SAME_FACE_IOU, YES, LibraryStore, StoredPhoto, iou
+from facerec.librarystore import (ALONE, GROUP, HIDDEN, NO, SAME_FACE_IOU, YES, LibraryStore, Mark, StoredPhoto,
+                                  iou)
 from facerec.people import People
 from facerec.storage import GalleryFiles, remove_tree
 from facerec.types import UNKNOWN, Face, Match
@@ -112,6 +114,16 @@ class ScanReport:
     unchanged: int = 0
     failed: tuple[tuple[str, str], ...] = ()
     removed: int = 0
+
+
+@dataclass(frozen=True)
+class SidecarReport:
+    """What :meth:`Library.write_sidecars` did: sidecars written (or merged into), photos with
+    nothing to write, and failures ``(path, reason)`` (each sidecar left as it was)."""
+
+    written: tuple[Path, ...] = ()
+    nothing: int = 0
+    failed: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -351,23 +363,52 @@ class Library:
                 named[f.path].add(f.name)
         return sorted(p for p, who in named.items() if wanted <= who and (not alone or who == wanted))
 
-    def groups(self, min_size: int = 1) -> list[FaceGroup]:
-        """The unknown faces grouped by likeness (:func:`facerec.cluster.group_unknown` at the
-        recognition threshold), biggest group first; groups under ``min_size`` faces are left out."""
-        from facerec.cluster import Member, group_unknown
+    def groups(self, min_size: int = 1, hidden: bool = False) -> list[FaceGroup]:
+        """The unknown faces grouped by likeness (:func:`facerec.cluster.cluster_unknown` at the
+        recognition threshold), then as the user arranged them (:func:`arrange`): merged groups
+        stay one, a face taken out stands alone. Biggest group first; groups under ``min_size``
+        faces are left out. Hidden faces are left out (``hidden``: only they are grouped)."""
+        from facerec.cluster import cluster_unknown
 
-        unknown = [f for f in self.faces() if f.kind == UNKNOWN_VERDICT and f.vector is not None]
-        if not unknown:
+        marks = self.store.marks()
+        pool, tokens = [], []
+        for f in self.faces():
+            if f.kind != UNKNOWN_VERDICT or f.vector is None:
+                continue
+            if (_marked(marks, f, HIDDEN) is not None) != hidden:
+                continue
+            pool.append(f)
+            tokens.append(_marked(marks, f, GROUP))
+        if not pool:
             return []
-        members = [Member(f.path, f.box) for f in unknown]
-        index = {(m.photo, m.box): f for m, f in zip(members, unknown)}
-        grouped = group_unknown(members, np.stack([f.vector for f in unknown]), self.threshold())
+        labels = cluster_unknown(np.stack([f.vector for f in pool]), self.threshold())
         out = []
-        for g in grouped:
-            faces = tuple(index[(m.photo, m.box)] for m in g.members)
-            if len(faces) >= min_size:
+        for bucket in arrange(labels, tokens):
+            if len(bucket) >= min_size:
+                faces = tuple(pool[i] for i in bucket)
                 out.append(FaceGroup(faces[0].key, faces))
         return out
+
+    def merge_groups(self, groups: Sequence[FaceGroup]) -> None:
+        """Make these groups one (it stays one across rescans and re-matches)."""
+        faces = [f for g in groups for f in g.faces]
+        marks = self.store.marks()
+        tokens = [t for f in faces if (t := _marked(marks, f, GROUP)) is not None and not t.startswith(ALONE)]
+        token = tokens[0] if tokens else uuid.uuid4().hex
+        self.store.retoken(set(tokens) - {token}, token)
+        self.store.mark([(f.sha, f.box) for f in faces], GROUP, token)
+        self._faces = None
+
+    def take_out(self, face: LibraryFace) -> None:
+        """"Not in this group": the face stands alone from now on (an unnamed face; a named one
+        is taken out of a person with :meth:`reject`)."""
+        self.store.mark([(face.sha, face.box)], GROUP, ALONE + uuid.uuid4().hex)
+        self._faces = None
+
+    def hide(self, faces: Sequence[LibraryFace], hidden: bool = True) -> None:
+        """Hide faces from the groups (people in the background), or show them again."""
+        self.store.mark([(f.sha, f.box) for f in faces], HIDDEN, "" if hidden else None)
+        self._faces = None
 
     def suggestions(self, name: str, limit: int = 24) -> list[Suggestion]:
         """Faces close to ``name`` but not named as them, most alike first: their possible
@@ -391,6 +432,45 @@ class Library:
                 if score >= floor:
                     out.append(Suggestion(f, name, score))
         return sorted(out, key=lambda s: -s.score)[:limit]
+
+    # -- XMP ------------------------------------------------------------------------------------
+
+    def write_sidecars(self, style: str = "ext", include_possible: bool = False, include_unknown: bool = False,
+                       roots: Sequence[Path] | None = None) -> SidecarReport:
+        """Write (or merge into, with ``tag --xmp``'s rules: other tools' regions and keywords
+        are kept) the XMP sidecar of every library photo with a face. Faces named by the user
+        or a sure match carry their name; a possible match is unnamed unless
+        ``include_possible``; unknown faces are written as unnamed regions only with
+        ``include_unknown``. Photos are never touched.
+
+        Args:
+            style: ``"ext"`` (``PHOTO.jpg.xmp``) or ``"stem"`` (``PHOTO.xmp``).
+            roots: photos whose real path leaves these folders are left out.
+        """
+        from facerec.auth import within_roots
+        from facerec.errors import MetadataError
+        from facerec.xmp import write_sidecar
+
+        photos = self.store.photos()
+        by_photo: dict[Path, list[tuple[Face, Match]]] = {}
+        for f in self.faces():
+            name = f.name if f.named else (f.guess if include_possible and f.kind == POSSIBLE else UNKNOWN)
+            by_photo.setdefault(f.path, []).append((Face(f.box, 1.0), Match(name, f.score)))
+        written, nothing, failed = [], 0, []
+        for path, faces in sorted(by_photo.items()):
+            size = photos[path].size if path in photos else None
+            if size is None or not path.is_file() or (roots is not None and not within_roots(path, roots)):
+                continue
+            try:
+                out = write_sidecar(path, size, faces, style=style, include_unknown=include_unknown)
+            except (MetadataError, ValueError) as exc:
+                failed.append((str(path), str(exc)))
+                continue
+            if out is None:
+                nothing += 1
+            else:
+                written.append(out)
+        return SidecarReport(tuple(written), nothing, tuple(failed))
 
     # -- answers -------------------------------------------------------------------------------
 
@@ -492,6 +572,31 @@ class Library:
             if r.sha == face.sha and (r.box is None or iou(r.box, face.box) >= SAME_FACE_IOU):
                 self.people.remove_photo(name, r.path.name)
         self.rematch()
+
+
+def _marked(marks: dict[str, list[Mark]], face: LibraryFace, kind: str) -> str | None:
+    """The value of the face's ``kind`` mark (the latest), or ``None``."""
+    found = [m.value for m in marks.get(face.sha, ()) if m.kind == kind and iou(m.box, face.box) >= SAME_FACE_IOU]
+    return found[-1] if found else None
+
+
+def arrange(labels: Sequence[int], tokens: Sequence[str | None]) -> list[list[int]]:
+    """Groups of face indices from the clustering's ``labels`` and the user's group ``tokens``
+    (``None``: none): faces sharing a token are one group, and the unmarked faces of a cluster
+    join the token most of its marked faces carry; a token starting with :data:`ALONE` keeps its
+    face alone. Biggest group first (ties: the group whose first face comes first)."""
+    votes: dict[int, dict[str, int]] = {}
+    for c, t in zip(labels, tokens):
+        if t is not None and not t.startswith(ALONE):
+            votes.setdefault(int(c), {}).setdefault(t, 0)
+            votes[int(c)][t] += 1
+    buckets: dict[object, list[int]] = {}
+    for i, (c, t) in enumerate(zip(labels, tokens)):
+        if t is None:
+            counts = votes.get(int(c))
+            t = max(counts, key=counts.__getitem__) if counts else ("cluster", int(c))
+        buckets.setdefault(t, []).append(i)
+    return sorted(buckets.values(), key=lambda b: (-len(b), b[0]))
 
 
 class BackgroundScan:

@@ -7,6 +7,9 @@ One SQLite file, ``<gallery>/.facerec/library.sqlite`` (:attr:`GalleryFiles.libr
   displayed size, or why it could not be read);
 - ``faces``: the faces of each photo (box in displayed-photo pixels, the matcher's name and
   score, the identity vector) and the embedder that made the vectors (``meta``);
+- ``marks``: how the user arranged unnamed faces: ``hidden`` (a group hidden as people in the
+  background) and ``group`` (a token: faces merged into one group share one; a face taken out
+  of a group gets one of its own, see :data:`ALONE`), keyed like the answers;
 - ``answers``: what the user said about a face: ``yes`` (this is NAME: a named group, a
   confirmed suggestion) or ``no`` (not NAME: a face taken out of a group or a person, a
   rejected suggestion). Answers are keyed by the photo's **content hash** and the face box,
@@ -31,6 +34,8 @@ import numpy as np
 from facerec.storage import GalleryFiles, open_db, transaction
 
 YES, NO = "yes", "no"
+HIDDEN, GROUP = "hidden", "group"
+ALONE = "alone:"  # a group token starting with this keeps its face apart (taken out of a group)
 SAME_FACE_IOU = 0.5  # two boxes of one photo at least this much overlapped are the same face
 
 SCHEMA = """
@@ -49,6 +54,10 @@ CREATE TABLE IF NOT EXISTS answers (
     sha TEXT NOT NULL, x REAL NOT NULL, y REAL NOT NULL, w REAL NOT NULL, h REAL NOT NULL,
     name TEXT NOT NULL, answer TEXT NOT NULL CHECK (answer IN ('yes', 'no')), at REAL NOT NULL,
     PRIMARY KEY (sha, x, y, w, h, name));
+CREATE TABLE IF NOT EXISTS marks (
+    sha TEXT NOT NULL, x REAL NOT NULL, y REAL NOT NULL, w REAL NOT NULL, h REAL NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('hidden', 'group')), value TEXT NOT NULL, at REAL NOT NULL,
+    PRIMARY KEY (sha, x, y, w, h, kind));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -100,6 +109,17 @@ class StoredFace:
 
 
 @dataclass(frozen=True)
+class Mark:
+    """How the user arranged the unnamed face at ``box`` of photo ``sha``: ``hidden`` (value
+    ``""``) or ``group`` (value: the group's token)."""
+
+    sha: str
+    box: Box
+    kind: str
+    value: str
+
+
+@dataclass(frozen=True)
 class Answer:
     """What the user said about the face at ``box`` of photo ``sha``: it is (``yes``) or is not
     (``no``) ``name``."""
@@ -120,7 +140,7 @@ class LibraryStore:
     @property
     def con(self) -> sqlite3.Connection:
         if self._con is None:
-            self._con = open_db(self.path, SCHEMA, fresh_marker="meta")
+            self._con = open_db(self.path, SCHEMA, fresh_marker="marks")  # the newest table: older files get it
         return self._con
 
     def close(self) -> None:
@@ -208,14 +228,15 @@ class LibraryStore:
 
     def forget(self, name: str) -> int:
         """Everything that names ``name`` (a forgotten person): their answers, and the photos a face
-        of which was named or answered as them, with those photos' faces and vectors (the next scan
-        processes them again). Returns how many photos were dropped."""
+        of which was named or answered as them, with those photos' faces, vectors and marks (the next
+        scan processes them again). Returns how many photos were dropped."""
         with transaction(self.con, self.path) as con:
             shas = {r[0] for r in con.execute("SELECT sha FROM faces WHERE name = ?", (name,))}
             shas |= {r[0] for r in con.execute("SELECT sha FROM answers WHERE name = ?", (name,))}
             con.execute("DELETE FROM answers WHERE name = ?", (name,))
             n = 0
             for sha in shas:
+                con.execute("DELETE FROM marks WHERE sha = ?", (sha,))
                 con.execute("DELETE FROM faces WHERE sha = ?", (sha,))
                 n += con.execute("DELETE FROM photos WHERE sha = ?", (sha,)).rowcount
         return n
@@ -259,3 +280,37 @@ class LibraryStore:
                                 "AND name = ?", (sha, x, y, w, h, other))
             con.execute("INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         (sha, *box, name, answer, time.time()))
+
+
+    # -- marks -------------------------------------------------------------------------------
+
+    def marks(self) -> dict[str, list[Mark]]:
+        """Every mark, by photo content hash."""
+        out: dict[str, list[Mark]] = {}
+        for sha, x, y, w, h, kind, value in self.con.execute(
+                "SELECT sha, x, y, w, h, kind, value FROM marks ORDER BY at"):
+            out.setdefault(sha, []).append(Mark(sha, (x, y, w, h), kind, value))
+        return out
+
+    def mark(self, faces: Iterable[tuple[str, Box]], kind: str, value: str | None) -> None:
+        """Set (``value`` a string) or clear (``None``) the ``kind`` mark of each face
+        ``(sha, box)``; a face's earlier mark of that kind is replaced (faces matched by box overlap)."""
+        if kind not in (HIDDEN, GROUP):
+            raise ValueError(f"mark must be {HIDDEN!r} or {GROUP!r}, got {kind!r}")
+        with transaction(self.con, self.path) as con:
+            for sha, box in faces:
+                box = tuple(round(float(v), 2) for v in box)
+                for x, y, w, h in con.execute("SELECT x, y, w, h FROM marks WHERE sha = ? AND kind = ?",
+                                              (sha, kind)).fetchall():
+                    if iou((x, y, w, h), box) >= SAME_FACE_IOU:
+                        con.execute("DELETE FROM marks WHERE sha = ? AND x = ? AND y = ? AND w = ? AND h = ? "
+                                    "AND kind = ?", (sha, x, y, w, h, kind))
+                if value is not None:
+                    con.execute("INSERT INTO marks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                (sha, *box, kind, value, time.time()))
+
+    def retoken(self, old: Iterable[str], new: str) -> None:
+        """Groups merged: every face of the groups ``old`` joins the group ``new``."""
+        with transaction(self.con, self.path) as con:
+            con.executemany("UPDATE marks SET value = ? WHERE kind = ? AND value = ?",
+                            [(new, GROUP, o) for o in old])

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
+import numpy as np
+
 from facerec import enrolcheck, history, photonames, thumbs
 from facerec.errors import (
     ConfirmationNeededError, EmptyGalleryError, FaceRecError, ForgetIncompleteError, GalleryBusyError,
@@ -122,6 +124,28 @@ class People:
     def photos(self, name: str | None = None) -> list[PhotoRecord]:
         """Enrolled photos of ``name`` (or everyone's), oldest first."""
         return self.gallery.photos(name)
+
+    def outliers(self, name: str) -> dict[str, float]:
+        """``name``'s enrolled photos that do not look like their other photos (a photo of someone
+        else enrolled by mistake): ``{file name: similarity}``, where the similarity is the one the
+        matcher gives the photo's face against the person's other photos, and an outlier is one
+        below the recognition threshold. A person needs three photos with vectors for one to
+        stand out (with two, neither can be blamed).
+        """
+        from facerec.facepath import fit_matcher
+
+        self._matcher()  # brings every photo's vector for the base in use up to date
+        rows = self.gallery.person_vectors(name, self.rec.embedder.key)
+        if len(rows) < 3:
+            return {}
+        X, threshold = np.stack([v for _, v in rows]), self.rec.threshold
+        out = {}
+        for i, (r, v) in enumerate(rows):
+            others = np.delete(X, i, axis=0)
+            score = float(fit_matcher(others, [name] * len(others), threshold).similarities(v)[0, 0])
+            if score < threshold:
+                out[r.path.name] = score
+        return out
 
     # -- names ------------------------------------------------------------------------
 

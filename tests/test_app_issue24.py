@@ -185,3 +185,30 @@ def test_a_session_id_expires(tmp_path):
     assert auth.session_valid(tmp_path, token, "$argon2id$x", now=1000.0 + auth.SESSION_TTL_S - 1)
     assert not auth.session_valid(tmp_path, token, "$argon2id$x", now=1000.0 + auth.SESSION_TTL_S + 1)
     assert oct(GalleryFiles(tmp_path).signin_sessions.stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_persons_page_flags_a_photo_unlike_their_others(tmp_path, monkeypatch, tiny_embedder):
+    from conftest import BlobDetector, png_bytes, synthetic_photo
+
+    from facerec import Settings
+    from facerec.app import common
+    from facerec.people import People
+    from facerec.pipeline import FaceRecognizer
+
+    monkeypatch.setenv("FACEREC_GALLERY", str(tmp_path / "g"))
+    monkeypatch.setenv("FACEREC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(common, "FaceRecognizer",
+                        lambda settings: FaceRecognizer(settings, detector=BlobDetector(), embedder=tiny_embedder))
+    people = People(FaceRecognizer(Settings(gallery=tmp_path / "g", cache_dir=tmp_path / "cache"),
+                                   detector=BlobDetector(), embedder=tiny_embedder))
+    for seed in range(3):
+        people.enroll("Ann", png_bytes(synthetic_photo([1], seed=seed)), source=f"ann{seed}.png", confirm=True)
+    people.enroll("Ann", png_bytes(synthetic_photo([9], seed=9)), source="party.png", confirm=True)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["person"] = "Ann"
+    at.run()
+    assert not at.exception, at.exception
+    assert any("1 photo(s) marked ⚠ do not look like Ann's other photos" in w.value for w in at.warning)
+    captions = [img.caption for el in at.get("image") for img in el.proto.imgs]
+    flagged = [c for c in captions if "⚠" in c]
+    assert len(captions) == 4 and len(flagged) == 1 and flagged[0].startswith("⚠ party.png: unlike the others (")

@@ -168,3 +168,91 @@ def test_deleted_and_changed_photos_are_picked_up_and_a_forgotten_person_leaves_
     People(library.rec).forget("Cleo")
     assert "Cleo" not in library.people_counts()
     assert all(a.name != "Cleo" for answers in library.store.answers().values() for a in answers)
+
+
+def test_merged_groups_hidden_groups_and_faces_taken_out_stay_so_across_a_rescan(lib, tmp_path):
+    library, d, cache, _ = lib
+    library.add_folder(d, [tmp_path])
+    library.scan(cache)
+    cleo, dan = library.groups()
+    library.merge_groups([cleo, dan])  # the user says these are one person
+    assert [len(g) for g in library.groups()] == [6]
+    odd = next(f for f in library.faces() if f.path.name == "dan0.png")
+    library.take_out(odd)
+    assert sorted(len(g) for g in library.groups()) == [1, 5]
+    assert all(odd.key not in {f.key for f in g.faces} or len(g) == 1 for g in library.groups())
+    alone = next(g for g in library.groups() if len(g) == 1)
+    library.hide(alone.faces)
+    assert [len(g) for g in library.groups()] == [5]
+    assert [[f.key for f in g.faces] for g in library.groups(hidden=True)] == [[odd.key]]
+
+    assert library.scan(cache).unchanged == 6  # kept across a rescan and in a new Library over the same file
+    again = Library(library.rec)
+    try:
+        assert [len(g) for g in again.groups()] == [5] and len(again.groups(hidden=True)) == 1
+        again.hide(again.groups(hidden=True)[0].faces, hidden=False)
+        assert sorted(len(g) for g in again.groups()) == [1, 5]
+        named = again.groups()[0]
+        again.name_group(named.faces, "Cleo")  # named faces leave the groups, marks or not
+        assert [len(g) for g in again.groups()] == [1]
+    finally:
+        again.close()
+
+
+def test_merging_a_merged_group_with_another_keeps_all_of_them_together(lib, tmp_path):
+    from facerec.library import arrange
+
+    # clusters 0 and 1 merged as token "a"; cluster 2 merged with cluster 3 as "b"; then "a" and "b" merged
+    assert arrange([0, 0, 1, 1, 2, 3], ["a", None, "a", None, "b", "b"]) == [[0, 1, 2, 3], [4, 5]]
+    assert arrange([0, 0, 0], [None, "alone:x", None]) == [[0, 2], [1]]  # a face taken out stands alone
+    library, d, cache, _ = lib
+    library.add_folder(d, [tmp_path])
+    library.scan(cache)
+    cleo, dan = library.groups()
+    split = next(f for f in cleo.faces if f.path.name == "cleo0.png")
+    library.take_out(split)
+    rest = next(g for g in library.groups() if len(g) == 3)
+    library.merge_groups([rest, dan])
+    alone = next(g for g in library.groups() if len(g) == 1)
+    library.merge_groups([alone, next(g for g in library.groups() if len(g) == 5)])
+    assert [len(g) for g in library.groups()] == [6]
+
+
+def test_write_sidecars_names_sure_and_confirmed_faces_only_and_never_touches_a_photo(lib, tmp_path):
+    from facerec.xmp import read_regions
+
+    library, d, cache, _ = lib
+    library.add_folder(d, [tmp_path])
+    library.scan(cache)
+    library.name_group(library.groups()[0].faces, "Cleo")
+    before = {p: p.read_bytes() for p in d.rglob("*.png")}
+    report = library.write_sidecars()
+    assert report.failed == ()
+    written = {p.name for p in report.written}
+    assert written == {"cleo0.png.xmp", "cleo1.png.xmp", "cleo2.png.xmp", "ann_and_cleo.png.xmp"}
+    assert report.nothing == 2  # Dan is nobody yet: no sidecar is made for his photos
+    regions, _ = read_regions(d / "ann_and_cleo.png")
+    assert sorted(r.name for r in regions) == ["Ann", "Cleo"]
+    assert {p: p.read_bytes() for p in d.rglob("*.png")} == before
+    bad = d / "cleo0.png.xmp"
+    bad.write_text("<not xmp")
+    report = library.write_sidecars()
+    assert [Path(p).name for p, _ in report.failed] == ["cleo0.png"] and bad.read_text() == "<not xmp"
+
+
+def test_an_older_library_file_gains_the_marks_table(lib, tmp_path):
+    import sqlite3
+
+    library, d, cache, _ = lib
+    library.add_folder(d, [tmp_path])
+    library.scan(cache)
+    path = library.store.path
+    library.close()
+    with sqlite3.connect(path) as con:  # as 0.8 wrote it
+        con.execute("DROP TABLE marks")
+    again = Library(library.rec)
+    try:
+        again.merge_groups(again.groups())
+        assert [len(g) for g in again.groups()] == [6]
+    finally:
+        again.close()

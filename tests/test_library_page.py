@@ -113,3 +113,40 @@ def test_labelled_photo_numbers_faces_left_to_right(recognizer, tmp_path):
     image = labelled_photo(library, d / "two.png")
     assert image.shape[:2] == (88, 186) and not np.array_equal(image, synthetic_photo([9, 1], seed=3))
     library.close()
+
+
+def test_library_page_merges_groups_takes_a_face_out_hides_a_group_and_writes_sidecars(app):
+    at, folder, tmp = app
+    at.run()
+    goto(at, "Library")
+    at.text_input(key="library_folder").set_value(str(folder)).run()
+    _button(at, "Add folder").click().run()
+    _scan_finished(at, tmp / "g")
+    at.run()
+
+    def sizes() -> list[str]:
+        return [m.value.split("· ")[1] for m in at.markdown if m.value.startswith("**Group ")]
+
+    assert sizes() == ["3 face(s)", "1 face(s)"]
+    for box in at.checkbox:
+        if box.key.startswith("gpick_"):
+            box.check()
+    at.run()
+    _button(at, "Merge the 2 ticked groups").click().run()
+    assert not at.exception and sizes() == ["4 face(s)"]
+    _button(at, "Someone else among them?").click().run()
+    out = [b for b in at.button if b.label == "Not in this group"]
+    assert len(out) == 4
+    out[-1].click().run()
+    assert sizes() == ["3 face(s)", "1 face(s)"]
+    [b for b in at.button if b.label == "Hide"][1].click().run()
+    assert sizes() == ["3 face(s)"]
+    at.toggle(key="library_hidden").set_value(True).run()
+    assert sizes() == ["1 face(s)"]
+    at.toggle(key="library_hidden").set_value(False).run()
+    next(t for t in at.text_input if t.key.startswith("gname_")).set_value("Cleo").run()
+    _button(at, "Name them").click().run()
+    _button(at, "Write sidecars").click().run()
+    assert not at.exception, at.exception
+    assert any("3 sidecar(s) written" in s.value for s in at.success), [s.value for s in at.success]
+    assert sorted(p.name for p in folder.glob("*.xmp")) == ["cleo0.png.xmp", "cleo1.png.xmp", "cleo2.png.xmp"]

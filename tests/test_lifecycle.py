@@ -285,3 +285,18 @@ def test_a_name_being_forgotten_is_refused_until_the_forget_finishes(people, mon
     people.forget("Ann")
     people.enroll("Ann", png_bytes(synthetic_photo([1], seed=1)), source="a.png", confirm=True)
     assert [(p.name, p.photos) for p in people.list()] == [("Ann", 1)]
+
+
+def test_a_photo_of_someone_else_among_a_persons_photos_is_flagged(people, monkeypatch, capsys):
+    _enrol(people, "Ann", 1)
+    assert people.outliers("Ann") == {}
+    wrong = people.enroll("Ann", png_bytes(synthetic_photo([9], seed=5)), source="party.png", confirm=True)
+    odd = people.outliers("Ann")
+    assert list(odd) == [wrong.record.path.name] and odd[wrong.record.path.name] < people.rec.threshold
+    monkeypatch.setattr(cli, "_recognizer", lambda args: people.rec)
+    assert cli.main(["people", "photos", "Ann"]) == 0
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 4  # stdout stays a plain list of files
+    assert err.startswith(f"facerec: {wrong.record.path.name} does not look like Ann's other photos")
+    people.move_photo("Ann", wrong.record.path.name, "Cleo", confirm=True)
+    assert people.outliers("Ann") == {} and people.outliers("Cleo") == {}  # one photo: nothing to compare

@@ -160,6 +160,8 @@ def folders_section(library: Library, roots: list[Path], scan: BackgroundScan) -
             anyway = st.checkbox("Enrol despite the enrolment checks' concerns", key="library_xmp_yes")
             if st.button("Import names", key="library_xmp", disabled=scan.running):
                 import_names(library, roots, anyway)
+        with st.expander("Write names to XMP sidecars (for digiKam, Lightroom, Immich)"):
+            write_sidecars_form(library, roots)
     scan_progress(scan)
 
 
@@ -174,6 +176,29 @@ def xmp_summary(report) -> str:
     if report.failed:
         parts.append("Problems: " + "; ".join(f"{p.name}: {why}" for p, why in report.failed))
     return " ".join(parts)
+
+
+def sidecar_summary(report) -> str:
+    """One paragraph on :meth:`Library.write_sidecars`'s report."""
+    parts = [f"{len(report.written)} sidecar(s) written", f"{report.nothing} photo(s) with no name to write"]
+    text = ", ".join(parts) + "."
+    if report.failed:
+        text += " Left unchanged: " + "; ".join(f"{Path(p).name}: {why}" for p, why in report.failed)
+    return text
+
+
+def write_sidecars_form(library: Library, roots: list[Path]) -> None:
+    st.caption("Names go into face regions next to each photo (the photos are never changed); regions and "
+               "keywords other tools wrote are kept. Only sure matches and faces you named are written.")
+    style = st.radio("Sidecar name", ["PHOTO.jpg.xmp (digiKam, darktable, Immich)", "PHOTO.xmp (Lightroom)"],
+                     key="library_xmp_style")
+    possible = st.checkbox("Also name possible matches (less sure)", key="library_xmp_possible")
+    if st.button("Write sidecars", key="library_xmp_write"):
+        with st.spinner("Writing sidecars..."):
+            report = library.write_sidecars("stem" if style.startswith("PHOTO.xmp") else "ext",
+                                            include_possible=possible, roots=roots)
+        _flash("warning" if report.failed else "success", sidecar_summary(report))
+        st.rerun()
 
 
 def import_names(library: Library, roots: list[Path], confirm: bool) -> None:
@@ -202,32 +227,75 @@ def scan_progress(scan: BackgroundScan) -> None:
 
 
 def groups_section(rec: FaceRecognizer, library: Library) -> None:
-    smallest = st.number_input("Hide groups smaller than", min_value=1, max_value=50, value=1, step=1,
-                               key="library_min_group",
-                               help="Faces seen only once or twice are often people in the background.")
-    groups = library.groups(min_size=int(smallest))
+    left, right = st.columns([1, 1])
+    smallest = left.number_input("Hide groups smaller than", min_value=1, max_value=50, value=1, step=1,
+                                 key="library_min_group",
+                                 help="Faces seen only once or twice are often people in the background.")
+    hidden = right.toggle("Show hidden groups", key="library_hidden")
+    groups = library.groups(min_size=int(smallest), hidden=hidden)
     if not groups:
-        st.info("No unnamed faces to name." if library.faces() else "No faces yet: add a folder above.")
+        st.info("No hidden groups." if hidden else
+                "No unnamed faces to name." if library.faces() else "No faces yet: add a folder above.")
         return
-    st.caption(f"{len(groups)} group(s) of unnamed faces, biggest first.")
+    shown = groups[:GROUPS_SHOWN]
+    st.caption(f"{len(groups)} {'hidden ' if hidden else ''}group(s) of unnamed faces, biggest first."
+               + ("" if hidden else " Tick groups of one person and merge them; hide people in the background."))
+    merge_bar(library, shown)
     people = [p.name for p in rec.gallery.people()]
-    for n, group in enumerate(groups[:GROUPS_SHOWN], start=1):
+    for n, group in enumerate(shown, start=1):
         with st.container(border=True):
-            st.markdown(f"**Group {n}** · {len(group)} face(s)")
-            shown = list(group.faces[:FACES_SHOWN])
-            st.markdown(face_grid_html(face_pictures(rec, shown), len(group) - len(shown)), unsafe_allow_html=True)
-            key = group.key[:24]
-            left, mid, right = st.columns([2, 1, 2])
-            name = left.text_input("Who is this?", key=f"gname_{key}", placeholder="Name")
-            confirm = st.session_state.get("library_confirm") == key
-            if mid.button("Confirm name" if confirm else "Name them", key=f"gsave_{key}", disabled=not name.strip()):
-                _name_group(library, group, name, confirm, key)
-            if people:
-                into = right.selectbox("Or add to", people, index=None, key=f"ginto_{key}", placeholder="a person")
-                if into and right.button(f"Add to {into}", key=f"gadd_{key}"):
-                    _name_group(library, group, into, True, key)
-            if confirm:
-                st.warning(st.session_state.get("library_confirm_why", "") + " Press “Confirm name” to go on.")
+            group_card(rec, library, n, group, people, hidden)
+
+
+def merge_bar(library: Library, groups: list) -> None:
+    """"Merge N groups" for the groups ticked on the page."""
+    ticked = [g for g in groups if st.session_state.get(f"gpick_{g.key[:24]}")]
+    if len(ticked) < 2:
+        return
+    if st.button(f"Merge the {len(ticked)} ticked groups", key="library_merge", type="primary"):
+        library.merge_groups(ticked)
+        for g in ticked:
+            st.session_state.pop(f"gpick_{g.key[:24]}", None)
+        _flash("success", f"Merged {len(ticked)} groups ({sum(map(len, ticked))} faces).")
+        st.rerun()
+
+
+def group_card(rec: FaceRecognizer, library: Library, n: int, group, people: list[str], hidden: bool) -> None:
+    """One group: its faces, a name to give them (or a person to add them to), tick to merge, hide,
+    and a closer look where single faces can be taken out."""
+    key = group.key[:24]
+    head, tick, hide = st.columns([4, 1, 1])
+    head.markdown(f"**Group {n}** · {len(group)} face(s)")
+    tick.checkbox("Merge", key=f"gpick_{key}", help="Tick two or more groups of one person, then merge them.")
+    if hide.button("Show" if hidden else "Hide", key=f"ghide_{key}",
+                   help="Hidden groups (people in the background) stay out of this list."):
+        library.hide(group.faces, hidden=not hidden)
+        _flash("success", f"Group of {len(group)} face(s) {'shown again' if hidden else 'hidden'}.")
+        st.rerun()
+    faces = list(group.faces[:FACES_SHOWN])
+    st.markdown(face_grid_html(face_pictures(rec, faces), len(group) - len(faces)), unsafe_allow_html=True)
+    left, mid, right = st.columns([2, 1, 2])
+    name = left.text_input("Who is this?", key=f"gname_{key}", placeholder="Name")
+    confirm = st.session_state.get("library_confirm") == key
+    if mid.button("Confirm name" if confirm else "Name them", key=f"gsave_{key}", disabled=not name.strip()):
+        _name_group(library, group, name, confirm, key)
+    if people:
+        into = right.selectbox("Or add to", people, index=None, key=f"ginto_{key}", placeholder="a person")
+        if into and right.button(f"Add to {into}", key=f"gadd_{key}"):
+            _name_group(library, group, into, True, key)
+    if confirm:
+        st.warning(st.session_state.get("library_confirm_why", "") + " Press “Confirm name” to go on.")
+    if len(group) < 2:
+        return
+    if st.session_state.get("library_review") != key:  # face by face only on demand: the page stays light
+        if st.button("Someone else among them?", key=f"greview_{key}", help="Take single faces out of this group"):
+            st.session_state["library_review"] = key
+            st.rerun()
+        return
+    _face_buttons(rec, faces, "Not in this group", library.take_out, f"gout_{key}")
+    if st.button("Done", key=f"gdone_{key}"):
+        st.session_state.pop("library_review", None)
+        st.rerun()
 
 
 def _name_group(library: Library, group, name: str, confirm: bool, key: str) -> None:

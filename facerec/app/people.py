@@ -97,17 +97,25 @@ def person_detail(rec: FaceRecognizer, name: str) -> None:
     photos = gallery.photos(name)
     names = photonames.names(gallery.root)
     st.subheader(f"{name} ({len(photos)} photo(s))")
+    try:
+        odd = People(rec).outliers(name)
+    except FaceRecError:  # no model to compare with (weights missing): the page works without the flags
+        odd = {}
+    if odd:
+        st.warning(f"{len(odd)} photo(s) marked ⚠ do not look like {name}'s other photos: if one shows someone "
+                   "else, remove it or move it to the right person (Remove…).")
     pending = st.session_state.get("people_remove")
     for start in range(0, len(photos), 4):
         cols = st.columns(4)
         for col, r in zip(cols, photos[start:start + 4]):
             label = person_label(r, names)
+            caption = f"⚠ {label}: unlike the others ({odd[r.path.name]:.2f})" if r.path.name in odd else label
             with col:
                 picture = thumbs.photo_thumb(r.path, r.sha, r.box, cache)
                 if picture is None:
                     st.warning(f"{label}: unreadable photo")
                 else:
-                    st.image(str(picture), caption=label)
+                    st.image(str(picture), caption=caption)
                 if st.button("Remove…", key=f"rm_{r.path.name}", disabled=pending == r.path.name):
                     st.session_state["people_remove"] = r.path.name
                     st.rerun()
