@@ -129,7 +129,9 @@ class LiveProcessor:
     Args:
         recognizer: the (shared, thread-safe) recogniser; its gallery is re-read
             whenever it changes, so people enrolled meanwhile are recognised.
-        every: run detection at most once per this many frames.
+        every: run detection at most once per this many frames (2: up to 15 rounds a second at
+            30 fps; 1 was slower on a loaded 2-core machine, the worker then competing with the
+            video thread; benchmarks/live_fps.py).
         detect_side: frames are downscaled so their longer side is at most this
             for detection (boxes are mapped back; faces are cropped from the full frame).
             At 240 a 640x480 frame is detected at 240x180, so faces under about
@@ -148,7 +150,7 @@ class LiveProcessor:
             (e.g. :meth:`facerec.history.HistoryWriter.observe`); it must not block.
     """
 
-    def __init__(self, recognizer: FaceRecognizer, every: int = 3, detect_side: int = 240, confirm: int = 2,
+    def __init__(self, recognizer: FaceRecognizer, every: int = 2, detect_side: int = 240, confirm: int = 2,
                  max_misses: int = 2, min_iou: float = 0.3, background: bool = True,
                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
                  recorder: Callable[[list[tuple[str, Box]], np.ndarray], None] | None = None) -> None:
