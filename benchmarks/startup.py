@@ -9,6 +9,15 @@ repeated, so that each ratio compares runs made side by side under the same load
 - ``identify, Keras``: the same with ``FACEREC_RUNTIME=keras`` (the same networks in Keras/TensorFlow,
   as facerec 0.7 ran them).
 
+Also, for target 5 (worker processes and the HTTP server start as fast):
+
+- ``tag, 2 workers``: ``facerec tag --no-cache --workers 2`` of the 25 celeb5 val photos (each worker
+  process loads its own detector; the main process embeds), and ``tag, in process`` the same without
+  workers, each against the same ``import tensorflow`` of its round;
+- ``serve: first answer``: ``facerec serve`` started on a free localhost port, the time until a DeepStack
+  ``POST /v1/vision/face/recognize`` of the probe first answers ``success: true`` (polled every 20 ms),
+  and the server's peak RSS (``VmHWM``) then.
+
 Wall time is measured around the process (``time.perf_counter``), peak resident memory from the
 child's ``rusage`` (``ru_maxrss``). The gallery (celeb5 train, 3 photos of each of 5 people) is embedded
 once before timing, as a user's gallery already is; weights come from the usual cache. Also measured,
@@ -75,6 +84,44 @@ def run_with_rss(cmd: list[str], env: dict) -> dict:
                 "stderr": err.read().decode(errors="replace").strip()[-300:]}
 
 
+def serve_first_answer(probe: Path, env: dict) -> dict:
+    """Start ``facerec serve``; seconds until the first recognize answer, the server's peak RSS."""
+    import socket
+    import urllib.request
+    import uuid
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    boundary = uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"p.jpg\"\r\n"
+            "Content-Type: image/jpeg\r\n\r\n").encode() + probe.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    load0 = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(FACEREC + ["serve", "--port", str(port)], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    answer, wall = None, None
+    try:
+        while time.perf_counter() - t0 < 120 and proc.poll() is None:
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/vision/face/recognize", data=body,
+                                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+            try:
+                with urllib.request.urlopen(req, timeout=30) as r:
+                    answer = json.loads(r.read())
+                wall = time.perf_counter() - t0
+                break
+            except OSError:
+                time.sleep(0.02)
+        status = Path(f"/proc/{proc.pid}/status").read_text() if proc.poll() is None else ""
+        hwm = next((int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmHWM")), None)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    return {"wall_s": None if wall is None else round(wall, 3), "peak_rss_mib": None if hwm is None else round(hwm, 1),
+            "load_before": round(load0, 2), "answer": answer,
+            "stderr": err.decode(errors="replace").strip()[-300:]}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=5)
@@ -94,32 +141,43 @@ def main() -> None:
     if warm["rc"] != 0:
         raise SystemExit(f"warm-up identify failed: {warm['stderr']}")
 
+    val = SHARED / "celeb5" / "val"
     commands = {
         "import tensorflow": [PY, "-c", "import tensorflow"],
         "identify": FACEREC + ["identify", "--quiet", str(probe)],
         "identify, Keras": FACEREC + ["identify", "--quiet", str(probe)],
+        "tag, in process": FACEREC + ["tag", "--no-cache", str(val)],
+        "tag, 2 workers": FACEREC + ["tag", "--no-cache", "--workers", "2", str(val)],
     }
-    envs = {"import tensorflow": env, "identify": env, "identify, Keras": {**env, "FACEREC_RUNTIME": "keras"}}
+    envs = {name: env for name in commands}
+    envs["identify, Keras"] = {**env, "FACEREC_RUNTIME": "keras"}
     rounds = []
     for r in range(args.rounds):
         order = list(commands) if r % 2 == 0 else list(commands)[::-1]  # alternate who goes first
         rounds.append({name: run_with_rss(commands[name], envs[name]) for name in order})
+        rounds[-1]["serve: first answer"] = serve_first_answer(probe, env)
         row = rounds[-1]
-        print(f"round {r + 1}: " + ", ".join(f"{k} {v['wall_s']:.2f} s / {v['peak_rss_mib']:.0f} MiB (load {v['load_before']})"
+        print(f"round {r + 1}: " + ", ".join(f"{k} {v['wall_s']} s / {v['peak_rss_mib']} MiB (load {v['load_before']})"
                                              for k, v in row.items()), flush=True)
     app = run_with_rss([PY, "-c", APP_PATH, str(probe)], env)
     app_result = json.loads(app["stdout"].splitlines()[-1]) if app["rc"] == 0 else {"error": app["stderr"]}
 
     def med(name: str, key: str) -> float:
-        return round(statistics.median(r[name][key] for r in rounds), 3)
+        values = [r[name][key] for r in rounds if r[name][key] is not None]
+        return round(statistics.median(values), 3) if values else None
 
     ratios = [r["identify"]["wall_s"] / r["import tensorflow"]["wall_s"] for r in rounds]
+    timed = [*commands, "serve: first answer"]
     keras_ratios = [r["identify, Keras"]["wall_s"] / r["import tensorflow"]["wall_s"] for r in rounds]
     summary = {
         name: {"median_wall_s": med(name, "wall_s"), "median_peak_rss_mib": med(name, "peak_rss_mib"),
-               "max_peak_rss_mib": max(r[name]["peak_rss_mib"] for r in rounds)}
-        for name in commands
+               "max_peak_rss_mib": max((r[name]["peak_rss_mib"] or 0) for r in rounds)}
+        for name in timed
     }
+    for name in ("tag, in process", "tag, 2 workers", "serve: first answer"):
+        per = [r[name]["wall_s"] / r["import tensorflow"]["wall_s"] for r in rounds if r[name]["wall_s"]]
+        summary[f"{name} / import tensorflow"] = {"per_round": [round(x, 3) for x in per],
+                                                  "median": round(statistics.median(per), 3) if per else None}
     summary["identify / import tensorflow"] = {"per_round": [round(x, 3) for x in ratios],
                                                "median": round(statistics.median(ratios), 3),
                                                "max": round(max(ratios), 3)}
@@ -128,7 +186,8 @@ def main() -> None:
     result = {
         "what": __doc__.splitlines()[0], "rounds": args.rounds, "probe": str(probe.relative_to(SHARED)),
         "gallery": "celeb5 train, 3 photos x 5 people", "cpus": os.cpu_count(),
-        "answers": {name: rounds[0][name]["stdout"] for name in commands if name != "import tensorflow"},
+        "answers": {name: rounds[0][name]["stdout"][-200:] for name in commands if name != "import tensorflow"},
+        "serve_answer": rounds[0]["serve: first answer"]["answer"],
         "summary": summary, "app_identify_path": {**app_result, "process_wall_s": app["wall_s"],
                                                   "peak_rss_mib": app["peak_rss_mib"],
                                                   "load_before": app["load_before"]},
