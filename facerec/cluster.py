@@ -93,13 +93,22 @@ def cluster_unknown(vectors: np.ndarray, threshold: float, method: str = "auto")
         return np.zeros(1, dtype=np.int64)
     X = l2_normalize(X)
     if method == "average":
-        from sklearn.cluster import AgglomerativeClustering
-
-        raw = AgglomerativeClustering(n_clusters=None, metric="cosine", linkage="average",
-                                      distance_threshold=max(1.0 - threshold, 1e-9)).fit_predict(X)
+        raw = _average_linkage(X, max(1.0 - threshold, 1e-9))
     else:
         raw = _graph_components(X, graph_link(threshold))
     return _relabel_by_size(raw)
+
+
+def _average_linkage(X: np.ndarray, distance: float) -> np.ndarray:
+    """Average-linkage clusters of L2-normalised ``X`` ``(N, D)``: groups merge while their mean
+    cosine distance is under ``distance`` (what scikit-learn's ``AgglomerativeClustering`` with
+    ``distance_threshold`` gives; SciPy's imports in a tenth of the time, which the app's first
+    Library view pays)."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import pdist
+
+    d = np.clip(pdist(X.astype(np.float64), "cosine"), 0.0, 2.0)
+    return fcluster(linkage(d, method="average"), np.nextafter(distance, 0.0), criterion="distance")
 
 
 def graph_link(threshold: float) -> float:

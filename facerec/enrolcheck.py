@@ -97,12 +97,14 @@ def resemblance(matcher, vector: np.ndarray, name: str | None) -> Resemblance:
     return Resemblance(classes[b], float(sims[b]), own)
 
 
-def concerns(r: Resemblance, name: str, threshold: float) -> list[str]:
-    """What the user should confirm before this face is saved as ``name`` (empty: nothing)."""
+def concerns(r: Resemblance, name: str, threshold: float, vouched: bool = False) -> list[str]:
+    """What the user should confirm before this face is saved as ``name`` (empty: nothing).
+    ``vouched``: the user has just said this face is ``name`` (a confirmed suggestion), so being
+    unlike their other photos is no concern; looking like someone else still is."""
     out = []
     if r.best is not None and r.best != name and r.best_score >= threshold:
         out.append(f"This looks like {r.best} ({r.best_score:.2f}), not {name}.")
-    if r.own_score is not None and r.own_score < threshold and not out:
+    if r.own_score is not None and r.own_score < threshold and not out and not vouched:
         out.append(f"This does not look like {name}'s other photos ({r.own_score:.2f}, "
                    f"threshold {threshold:.2f}).")
     return out

@@ -540,7 +540,9 @@ class Library:
 
     def confirm(self, face: LibraryFace, name: str) -> str | None:
         """"Yes, this is ``name``": remembered, and the face joins their enrolment when it passes
-        the enrolment checks. Returns ``None``, or why it was not enrolled (it is named anyway)."""
+        the enrolment checks (being unlike their other photos is no concern here: a suggestion is
+        by nature under the threshold; looking like someone else, a poor face or a photo enrolled
+        for someone else are). Returns ``None``, or why it was not enrolled (it is named anyway)."""
         from facerec.images import read_bytes
 
         name = self.people.resolve_name(name, confirm=True)
@@ -548,16 +550,29 @@ class Library:
         self.store.answer(face.sha, face.box, name, YES)
         why = None
         try:
-            model = self.model()
-            reuse = face.vector is not None and model is not None and model[0] == self.rec.embedder.key
-            picked = Face(face.box, 1.0, vector=face.vector if reuse else None)
-            self.people.enroll(name, read_bytes(face.path), str(face.path), face=picked)
+            data = read_bytes(face.path)
+            self.people.enroll(name, data, str(face.path), face=self._found_again(face, data), vouched=True)
         except ConfirmationNeededError as exc:
             why = " ".join(exc.concerns) if getattr(exc, "concerns", None) else str(exc)
         except FaceRecError as exc:
             why = str(exc)
         self.rematch()
         return why
+
+    def _found_again(self, face: LibraryFace, data: bytes) -> Face:
+        """The library face detected again in its photo, with its landmarks and crop (so that the
+        enrolment's quality check sees a turned or blurred face), or, when it is not found again,
+        as stored (its vector reused when the base is the same)."""
+        try:
+            found = self.rec.find_faces(self.rec.read(data, str(face.path)))
+        except FaceRecError:
+            found = []
+        best = max(found, key=lambda f: iou(f.box, face.box), default=None)
+        if best is not None and iou(best.box, face.box) >= SAME_FACE_IOU:
+            return self.rec.embed([best])[0]
+        model = self.model()
+        reuse = face.vector is not None and model is not None and model[0] == self.rec.embedder.key
+        return Face(face.box, 1.0, vector=face.vector if reuse else None)
 
     def reject(self, face: LibraryFace, name: str) -> None:
         """"Not ``name``": remembered (never named or suggested as them again, across rescans);
@@ -568,10 +583,11 @@ class Library:
             records = self.people.photos(name)
         except FaceRecError:
             records = []
-        for r in records:
-            if r.sha == face.sha and (r.box is None or iou(r.box, face.box) >= SAME_FACE_IOU):
-                self.people.remove_photo(name, r.path.name)
-        self.rematch()
+        enrolled = [r for r in records if r.sha == face.sha and (r.box is None or iou(r.box, face.box) >= SAME_FACE_IOU)]
+        for r in enrolled:
+            self.people.remove_photo(name, r.path.name)
+        if enrolled:  # the gallery changed; an answer alone changes no stored match (faces() applies it)
+            self.rematch()
 
 
 def _marked(marks: dict[str, list[Mark]], face: LibraryFace, kind: str) -> str | None:

@@ -218,7 +218,8 @@ class People:
                                         matcher, threshold))
         return out
 
-    def _check_face(self, name, source, sha, found, owned, largest, pick, matcher, threshold) -> PhotoCheck:
+    def _check_face(self, name, source, sha, found, owned, largest, pick, matcher, threshold,
+                    vouched: bool = False) -> PhotoCheck:
         if not found:
             return PhotoCheck(source, sha, skip="no face found", kind="no-face")
         if len(found) > 1 and pick is None and not largest:
@@ -231,7 +232,8 @@ class People:
         if others:
             worries.append(f"This photo is already enrolled for {', '.join(others)}.")
         if name is not None:
-            worries += enrolcheck.concerns(enrolcheck.resemblance(matcher, face.vector, name), name, threshold)
+            worries += enrolcheck.concerns(enrolcheck.resemblance(matcher, face.vector, name), name, threshold,
+                                           vouched)
         quality = face_quality(face)
         if quality.poor:
             worries.append(f"A poor photo for recognition ({quality.describe()}): a sharp, frontal photo "
@@ -245,13 +247,15 @@ class People:
             return None
 
     def enroll(self, name: str, data: bytes, source: str = "photo", *, face: Face | None = None,
-               largest: bool = False, confirm: bool = False) -> Enrolled:
+               largest: bool = False, confirm: bool = False, vouched: bool = False) -> Enrolled:
         """Enrol one photo of ``name`` after the checks of :meth:`check`.
 
         Args:
             face: the face to enrol (already detected, in displayed-photo pixels), as picked
                 in the app; default: the only (or with ``largest`` the largest) face.
             confirm: save despite the concerns (and add to the enrolled look-alike name).
+            vouched: the user has just said this face is ``name`` (a confirmed suggestion):
+                being unlike their other photos is then no concern (the other checks stay).
 
         Raises:
             ConfirmationNeededError (``concerns`` lists them): nothing saved;
@@ -261,7 +265,7 @@ class People:
         face = self.rec.enrolment_face(data, source, face, largest)
         sha = content_hash(data)
         check = self._check_face(name, source, sha, (face,), enrolcheck.owners(self.gallery.photos(), sha),
-                                 False, 0, self._matcher(), self.rec.threshold)
+                                 False, 0, self._matcher(), self.rec.threshold, vouched)
         if check.concerns and not confirm:
             raise ConfirmationNeededError(f"{source}: " + " ".join(check.concerns)
                                           + " Confirm to save it anyway.", check.concerns)

@@ -144,7 +144,10 @@ def test_suggestions_confirm_and_reject(lib, recognizer, settings, tiny_embedder
         offered = {s.face.path.name: s for s in strict_lib.suggestions("Ann")}
         assert {"ann2.png", "ann3.png"} <= set(offered)
         assert _names(strict_lib)["ann2.png"] == ["unknown"]
-        strict_lib.confirm(offered["ann2.png"].face, "Ann")
+        before = len(People(strict).photos("Ann"))
+        # under the threshold, so unlike Ann's photos by definition: the user's "yes" enrols it all the same
+        assert strict_lib.confirm(offered["ann2.png"].face, "Ann") is None
+        assert len(People(strict).photos("Ann")) == before + 1
         strict_lib.reject(offered["ann3.png"].face, "Ann")
         names = _names(strict_lib)
         assert names["ann2.png"] == ["Ann"] and names["ann3.png"] == ["unknown"]
@@ -256,3 +259,29 @@ def test_an_older_library_file_gains_the_marks_table(lib, tmp_path):
         assert [len(g) for g in again.groups()] == [6]
     finally:
         again.close()
+
+
+def test_a_confirmed_face_turned_away_is_named_but_not_enrolled(lib, settings, tiny_embedder, tmp_path):
+    """The enrolment's quality check sees the face as detected again (its landmarks), not a bare box."""
+    import numpy as np
+
+    class Turned(BlobDetector):  # five landmarks with the nose far to the right: a head turned away
+        def detect(self, image):
+            return [f.replace(landmarks=np.array([[f.box[0] + a * f.box[2], f.box[1] + b * f.box[3]] for a, b in
+                                                  ((.3, .35), (.7, .35), (.98, .55), (.35, .75), (.65, .75))],
+                                                 dtype=np.float32)) for f in super().detect(image)]
+
+    _, d, cache, _ = lib
+    library = Library(FaceRecognizer(settings, detector=Turned(), embedder=tiny_embedder))
+    try:
+        _photo(d, "ann_turned.png", [1], 40)
+        library.add_folder(d, [tmp_path])
+        library.scan(cache)
+        face = library.photo_faces(d / "ann_turned.png")[0]
+        before = len(People(library.rec).photos("Ann"))
+        why = library.confirm(face, "Ann")
+        assert why is not None and "head turned away" in why
+        assert len(People(library.rec).photos("Ann")) == before  # quality permitting only
+        assert _names(library)["ann_turned.png"] == ["Ann"]  # named all the same: the user said so
+    finally:
+        library.close()

@@ -150,3 +150,17 @@ def test_library_page_merges_groups_takes_a_face_out_hides_a_group_and_writes_si
     assert not at.exception, at.exception
     assert any("3 sidecar(s) written" in s.value for s in at.success), [s.value for s in at.success]
     assert sorted(p.name for p in folder.glob("*.xmp")) == ["cleo0.png.xmp", "cleo1.png.xmp", "cleo2.png.xmp"]
+
+
+def test_two_unknown_people_photographed_together_both_get_their_group(app):
+    """Both groups begin in one photo: their widgets must not share keys (the page crashed)."""
+    at, folder, tmp = app
+    (folder / "pair.png").write_bytes(png_bytes(synthetic_photo([5, 6], seed=30)))
+    at.run()
+    goto(at, "Library")
+    at.text_input(key="library_folder").set_value(str(folder)).run()
+    _button(at, "Add folder").click().run()
+    _scan_finished(at, tmp / "g")
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert len([t for t in at.text_input if t.key.startswith("gname_")]) == 4

@@ -11,6 +11,7 @@ and never touches Streamlit: the page polls it.
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 from pathlib import Path
 
@@ -247,15 +248,20 @@ def groups_section(rec: FaceRecognizer, library: Library) -> None:
             group_card(rec, library, n, group, people, hidden)
 
 
+def group_id(group) -> str:
+    """A short widget key for a group, unique per group (its key names its first face: photo hash and box)."""
+    return hashlib.sha1(group.key.encode()).hexdigest()[:16]
+
+
 def merge_bar(library: Library, groups: list) -> None:
     """"Merge N groups" for the groups ticked on the page."""
-    ticked = [g for g in groups if st.session_state.get(f"gpick_{g.key[:24]}")]
+    ticked = [g for g in groups if st.session_state.get(f"gpick_{group_id(g)}")]
     if len(ticked) < 2:
         return
     if st.button(f"Merge the {len(ticked)} ticked groups", key="library_merge", type="primary"):
         library.merge_groups(ticked)
         for g in ticked:
-            st.session_state.pop(f"gpick_{g.key[:24]}", None)
+            st.session_state.pop(f"gpick_{group_id(g)}", None)
         _flash("success", f"Merged {len(ticked)} groups ({sum(map(len, ticked))} faces).")
         st.rerun()
 
@@ -263,7 +269,7 @@ def merge_bar(library: Library, groups: list) -> None:
 def group_card(rec: FaceRecognizer, library: Library, n: int, group, people: list[str], hidden: bool) -> None:
     """One group: its faces, a name to give them (or a person to add them to), tick to merge, hide,
     and a closer look where single faces can be taken out."""
-    key = group.key[:24]
+    key = group_id(group)
     head, tick, hide = st.columns([4, 1, 1])
     head.markdown(f"**Group {n}** · {len(group)} face(s)")
     tick.checkbox("Merge", key=f"gpick_{key}", help="Tick two or more groups of one person, then merge them.")
