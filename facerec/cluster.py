@@ -64,9 +64,12 @@ def cluster_unknown(vectors: np.ndarray, threshold: float, method: str = "auto")
             while the mean similarity between their members is above it (use
             the recognition threshold); ``"graph"``: faces at or above
             :func:`graph_link` of it are linked and each connected set is a group
-            (single linkage, which can chain).
-        method: ``"average"``, ``"graph"``, or ``"auto"`` (average up to
-            :data:`MAX_AVERAGE_LINKAGE` faces, graph above).
+            (single linkage, which chains look-alikes in big sets).
+        method: ``"average"``, ``"graph"``, or ``"auto"``: average linkage inside each
+            set of faces connected at the threshold (the same groups as ``"average"``,
+            since two groups whose mean similarity reaches it have a pair that does),
+            where a set bigger than :data:`MAX_AVERAGE_LINKAGE` is first cut at
+            stricter links until its parts fit (so memory stays bounded).
 
     Returns:
         ``(N,)`` int64 group of each vector, ``0`` the biggest group, then by
@@ -83,16 +86,16 @@ def cluster_unknown(vectors: np.ndarray, threshold: float, method: str = "auto")
         raise ConfigError(f"cluster threshold must be in [0, 1], got {threshold}")
     if not np.isfinite(X).all():
         raise ConfigError("face vectors contain NaN or infinite values")
-    if method == "auto":
-        method = "average" if len(X) <= MAX_AVERAGE_LINKAGE else "graph"
-    if method not in ("average", "graph"):
+    if method not in ("average", "graph", "auto"):
         raise ConfigError(f"unknown clustering method {method!r}; choose average, graph or auto")
     if len(X) == 0:
         return np.zeros(0, dtype=np.int64)
     if len(X) == 1:
         return np.zeros(1, dtype=np.int64)
     X = l2_normalize(X)
-    if method == "average":
+    if method == "auto":
+        raw = _average_in_parts(X, threshold)
+    elif method == "average":
         raw = _average_linkage(X, max(1.0 - threshold, 1e-9))
     else:
         raw = _graph_components(X, graph_link(threshold))
@@ -109,6 +112,32 @@ def _average_linkage(X: np.ndarray, distance: float) -> np.ndarray:
 
     d = np.clip(pdist(X.astype(np.float64), "cosine"), 0.0, 2.0)
     return fcluster(linkage(d, method="average"), np.nextafter(distance, 0.0), criterion="distance")
+
+
+def _average_in_parts(X: np.ndarray, threshold: float) -> np.ndarray:
+    """:func:`_average_linkage` inside each connected set of faces linked at ``threshold`` (exact),
+    a set over :data:`MAX_AVERAGE_LINKAGE` faces cut first at links a fifth of the way closer to 1
+    each time until its parts fit, past a link of 0.999 in library order (approximate: faces kept
+    apart there are never grouped)."""
+    labels = np.zeros(len(X), dtype=np.int64)
+    done = 0
+    todo = [(np.arange(len(X)), threshold)]
+    while todo:
+        idx, link = todo.pop()
+        if len(idx) <= MAX_AVERAGE_LINKAGE:
+            raw = _average_linkage(X[idx], max(1.0 - threshold, 1e-9)) if len(idx) > 1 else np.zeros(1, np.int64)
+            ids = np.unique(raw, return_inverse=True)[1]
+            labels[idx] = done + ids
+            done += int(ids.max()) + 1
+            continue
+        if link >= 0.999:  # near-identical faces chained past any link: cut in library order
+            todo += [(idx[i:i + MAX_AVERAGE_LINKAGE], link) for i in range(0, len(idx), MAX_AVERAGE_LINKAGE)]
+            continue
+        parts = _graph_components(X[idx], link)
+        for p in np.unique(parts):
+            sub = idx[parts == p]
+            todo.append((sub, link if len(sub) <= MAX_AVERAGE_LINKAGE else link + 0.2 * (1.0 - link)))
+    return labels
 
 
 def graph_link(threshold: float) -> float:

@@ -147,8 +147,6 @@ class Library:
         self.rec = recognizer
         self.people = People(recognizer)
         self.store = store or LibraryStore(recognizer.gallery.root)
-        self._faces: list[LibraryFace] | None = None  # memo of faces(), dropped on every change
-        self._faces_version = -1  # the store's data_version when memoised (others' changes)
 
     def close(self) -> None:
         self.store.close()
@@ -199,7 +197,6 @@ class Library:
         """
         from facerec.tagging import model_signature, tag_photos
 
-        self._faces = None
         paths = self.photo_paths(roots)
         known = self.store.photos()
         here = set(paths)
@@ -287,6 +284,15 @@ class Library:
         stored = self.store.get_meta("threshold")
         return float(stored) if stored is not None else self.rec.threshold
 
+    def group_threshold(self) -> float:
+        """The likeness at which unknown faces are grouped: the threshold set in the settings, else
+        the base's own, calibrated on strangers. Not the gallery-size threshold used for naming,
+        which drops as few people are enrolled and would then group different people."""
+        if self.rec.settings.threshold is not None:
+            return float(self.rec.settings.threshold)
+        model = self.model()
+        return model[1] if model is not None else self.threshold()
+
     def _context(self):
         from facerec.tagcache import CacheSession
         from facerec.tagging import MatchingContext
@@ -299,7 +305,6 @@ class Library:
     def rematch(self) -> int:
         """Match every stored face against the gallery as it is now (after an enrolment, a
         removal, a new threshold): no photo is read. Returns how many faces were matched."""
-        self._faces = None
         ctx = self._context()
         if ctx is None:
             return 0
@@ -314,9 +319,10 @@ class Library:
     def faces(self) -> list[LibraryFace]:
         """Every face of the library with who it is (see the module's docstring), by photo then
         left to right."""
-        version = self.store.data_version()
-        if self._faces is not None and version == self._faces_version:
-            return self._faces
+        key = ("faces", *self._state())
+        memo = _MEMO.get(key)
+        if memo is not None:
+            return memo
         stored = self.store.faces()
         answers = self.store.answers()
         threshold = self.threshold() if stored else 1.0
@@ -336,8 +342,12 @@ class Library:
             else:
                 name, kind = UNKNOWN, UNKNOWN_VERDICT
             out.append(LibraryFace(f.path, f.sha, f.idx, f.box, name, kind, f.score, guess, rejected, f.vector))
-        self._faces, self._faces_version = out, version
+        _MEMO.put(key, out)
         return out
+
+    def _state(self) -> tuple:
+        """What decides :meth:`faces`: the store's generation and where the threshold comes from."""
+        return str(self.store.path), self.store.generation(), self.rec.settings.threshold, self.store.get_meta("threshold")
 
     def photo_faces(self, path: Path) -> list[LibraryFace]:
         """The faces of one photo, left to right."""
@@ -364,12 +374,16 @@ class Library:
         return sorted(p for p, who in named.items() if wanted <= who and (not alone or who == wanted))
 
     def groups(self, min_size: int = 1, hidden: bool = False) -> list[FaceGroup]:
-        """The unknown faces grouped by likeness (:func:`facerec.cluster.cluster_unknown` at the
-        recognition threshold), then as the user arranged them (:func:`arrange`): merged groups
+        """The unknown faces grouped by likeness (:func:`facerec.cluster.cluster_unknown` at
+        :meth:`group_threshold`), then as the user arranged them (:func:`arrange`): merged groups
         stay one, a face taken out stands alone. Biggest group first; groups under ``min_size``
         faces are left out. Hidden faces are left out (``hidden``: only they are grouped)."""
         from facerec.cluster import cluster_unknown
 
+        key = ("groups", *self._state(), min_size, hidden)
+        memo = _MEMO.get(key)
+        if memo is not None:
+            return memo
         marks = self.store.marks()
         pool, tokens = [], []
         for f in self.faces():
@@ -379,14 +393,14 @@ class Library:
                 continue
             pool.append(f)
             tokens.append(_marked(marks, f, GROUP))
-        if not pool:
-            return []
-        labels = cluster_unknown(np.stack([f.vector for f in pool]), self.threshold())
         out = []
-        for bucket in arrange(labels, tokens):
-            if len(bucket) >= min_size:
-                faces = tuple(pool[i] for i in bucket)
-                out.append(FaceGroup(faces[0].key, faces))
+        if pool:
+            labels = cluster_unknown(np.stack([f.vector for f in pool]), self.group_threshold())
+            for bucket in arrange(labels, tokens):
+                if len(bucket) >= min_size:
+                    faces = tuple(pool[i] for i in bucket)
+                    out.append(FaceGroup(faces[0].key, faces))
+        _MEMO.put(key, out)
         return out
 
     def merge_groups(self, groups: Sequence[FaceGroup]) -> None:
@@ -397,18 +411,15 @@ class Library:
         token = tokens[0] if tokens else uuid.uuid4().hex
         self.store.retoken(set(tokens) - {token}, token)
         self.store.mark([(f.sha, f.box) for f in faces], GROUP, token)
-        self._faces = None
 
     def take_out(self, face: LibraryFace) -> None:
         """"Not in this group": the face stands alone from now on (an unnamed face; a named one
         is taken out of a person with :meth:`reject`)."""
         self.store.mark([(face.sha, face.box)], GROUP, ALONE + uuid.uuid4().hex)
-        self._faces = None
 
     def hide(self, faces: Sequence[LibraryFace], hidden: bool = True) -> None:
         """Hide faces from the groups (people in the background), or show them again."""
         self.store.mark([(f.sha, f.box) for f in faces], HIDDEN, "" if hidden else None)
-        self._faces = None
 
     def suggestions(self, name: str, limit: int = 24) -> list[Suggestion]:
         """Faces close to ``name`` but not named as them, most alike first: their possible
@@ -514,7 +525,7 @@ class Library:
                 raise ConfirmationNeededError(
                     f"these faces look like {other} ({score:.2f}), who is enrolled; confirm to name them {name} anyway",
                     (f"These faces look like {other} ({score:.2f}), not {name}.",))
-        photos = self.store.photos()
+        photos = self.store.photos(f.path for f in faces)
         members, vecs = [], []
         for f in faces:
             p = photos.get(f.path)
@@ -529,11 +540,12 @@ class Library:
             result = self.people.enroll_cluster("unknown_1", name, cluster_file, confirm=True)
         finally:
             remove_tree(cluster_file.parent)
-        kept = set(result.enrolled) | set(result.duplicates)
+        kept = {Path(p).resolve() for p in (*result.enrolled, *result.duplicates)}  # the group file keeps real paths
         first: set[Path] = set()
         for f in faces:
-            if f.path in kept and f.path not in first:
-                first.add(f.path)
+            real = f.path.resolve()
+            if real in kept and real not in first:
+                first.add(real)
                 self.store.answer(f.sha, f.box, result.name, YES)
         self.rematch()
         return result
@@ -546,7 +558,6 @@ class Library:
         from facerec.images import read_bytes
 
         name = self.people.resolve_name(name, confirm=True)
-        self._faces = None
         self.store.answer(face.sha, face.box, name, YES)
         why = None
         try:
@@ -577,7 +588,6 @@ class Library:
     def reject(self, face: LibraryFace, name: str) -> None:
         """"Not ``name``": remembered (never named or suggested as them again, across rescans);
         a photo enrolled for them from this face is taken out of their enrolment."""
-        self._faces = None
         self.store.answer(face.sha, face.box, name, NO)
         try:
             records = self.people.photos(name)
@@ -588,6 +598,28 @@ class Library:
             self.people.remove_photo(name, r.path.name)
         if enrolled:  # the gallery changed; an answer alone changes no stored match (faces() applies it)
             self.rematch()
+
+
+class _Memo:
+    """The last few answers of :meth:`Library.faces` and :meth:`Library.groups`, shared by every
+    Library of the process (the app makes one per page run) and keyed by the store's
+    :meth:`~facerec.librarystore.LibraryStore.generation`, so any change, by anyone, is seen."""
+
+    def __init__(self, size: int = 8) -> None:
+        self.size, self._lock, self._items = size, threading.Lock(), {}
+
+    def get(self, key: tuple):
+        with self._lock:
+            return self._items.get(key)
+
+    def put(self, key: tuple, value) -> None:
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.size:
+                del self._items[next(iter(self._items))]
+
+
+_MEMO = _Memo()
 
 
 def _marked(marks: dict[str, list[Mark]], face: LibraryFace, kind: str) -> str | None:

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,10 +155,19 @@ class LibraryStore:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def data_version(self) -> int:
-        """A number that changes whenever another connection changed the file (SQLite's
-        ``PRAGMA data_version``; this connection's own changes do not count)."""
-        return int(self.con.execute("PRAGMA data_version").fetchone()[0])
+    def generation(self) -> int:
+        """A number that every change to the file, by any connection or process, increases (what
+        the library's memos of who is who are keyed by)."""
+        row = self.con.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        return int(row[0]) if row else 0
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, counted in :meth:`generation`."""
+        with transaction(self.con, self.path) as con:
+            yield con
+            con.execute("INSERT INTO meta VALUES ('generation', '1') ON CONFLICT (key) DO UPDATE "
+                        "SET value = CAST(value AS INTEGER) + 1")
 
     # -- folders -------------------------------------------------------------------------
 
@@ -167,27 +177,34 @@ class LibraryStore:
 
     def add_folder(self, folder: Path) -> bool:
         """Add ``folder`` (already checked and resolved by the caller); ``False`` if it was there."""
-        with transaction(self.con, self.path) as con:
+        with self._write() as con:
             cur = con.execute("INSERT OR IGNORE INTO folders VALUES (?, ?)", (str(folder), time.time()))
         return cur.rowcount > 0
 
     def remove_folder(self, folder: Path) -> None:
         """Take ``folder`` out of the library (its photos go at the next scan; answers stay)."""
-        with transaction(self.con, self.path) as con:
+        with self._write() as con:
             con.execute("DELETE FROM folders WHERE path = ?", (str(folder),))
 
     # -- photos and faces ----------------------------------------------------------------
 
-    def photos(self) -> dict[Path, StoredPhoto]:
-        """Every photo of the last scan, by path."""
-        rows = self.con.execute("SELECT path, sha, bytes, mtime_ns, width, height, error FROM photos")
+    def photos(self, paths: Iterable[Path] | None = None) -> dict[Path, StoredPhoto]:
+        """Every photo of the last scan (or those of ``paths`` that it has), by path."""
+        query = "SELECT path, sha, bytes, mtime_ns, width, height, error FROM photos"
+        if paths is None:
+            rows = self.con.execute(query).fetchall()
+        else:
+            wanted, rows = sorted({str(p) for p in paths}), []
+            for i in range(0, len(wanted), 500):
+                chunk = wanted[i:i + 500]
+                rows += self.con.execute(f"{query} WHERE path IN ({','.join('?' * len(chunk))})", chunk).fetchall()
         return {Path(p): StoredPhoto(Path(p), sha, b, m, (w, h) if w is not None else None, e)
                 for p, sha, b, m, w, h, e in rows}
 
     def put_photo(self, photo: StoredPhoto, faces: Sequence[tuple[Box, str, float, np.ndarray | None]]) -> None:
         """Store one scanned photo and its faces ``(box, name, score, vector)`` (replacing what was there)."""
         w, h = photo.size if photo.size else (None, None)
-        with transaction(self.con, self.path) as con:
+        with self._write() as con:
             con.execute("INSERT OR REPLACE INTO photos VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         (str(photo.path), photo.sha, photo.bytes, photo.mtime_ns, w, h, photo.error, time.time()))
             con.execute("DELETE FROM faces WHERE path = ?", (str(photo.path),))
@@ -201,7 +218,7 @@ class LibraryStore:
         paths = [str(p) for p in paths]
         if not paths:
             return 0
-        with transaction(self.con, self.path) as con:
+        with self._write() as con:
             for p in paths:
                 con.execute("DELETE FROM faces WHERE path = ?", (p,))
                 con.execute("DELETE FROM photos WHERE path = ?", (p,))
@@ -216,13 +233,13 @@ class LibraryStore:
 
     def set_matches(self, matches: Sequence[tuple[Path, int, str, float]]) -> None:
         """Replace the matcher's names and scores ``(path, idx, name, score)`` (after a re-match)."""
-        with transaction(self.con, self.path) as con:
+        with self._write() as con:
             con.executemany("UPDATE faces SET name = ?, score = ? WHERE path = ? AND idx = ?",
                             [(n, float(s), str(p), int(i)) for p, i, n, s in matches])
 
     def rename(self, old: str, new: str) -> None:
         """A person renamed (or merged into ``new``): their answers and stored names follow."""
-        with transaction(self.con, self.path) as con:
+        with self._write() as con:
             con.execute("UPDATE OR REPLACE answers SET name = ? WHERE name = ?", (new, old))
             con.execute("UPDATE faces SET name = ? WHERE name = ?", (new, old))
 
@@ -230,7 +247,7 @@ class LibraryStore:
         """Everything that names ``name`` (a forgotten person): their answers, and the photos a face
         of which was named or answered as them, with those photos' faces, vectors and marks (the next
         scan processes them again). Returns how many photos were dropped."""
-        with transaction(self.con, self.path) as con:
+        with self._write() as con:
             shas = {r[0] for r in con.execute("SELECT sha FROM faces WHERE name = ?", (name,))}
             shas |= {r[0] for r in con.execute("SELECT sha FROM answers WHERE name = ?", (name,))}
             con.execute("DELETE FROM answers WHERE name = ?", (name,))
@@ -248,7 +265,7 @@ class LibraryStore:
         return None if row is None else row[0]
 
     def set_meta(self, key: str, value: str) -> None:
-        with transaction(self.con, self.path) as con:
+        with self._write() as con:
             con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     # -- answers -----------------------------------------------------------------------------
@@ -270,7 +287,7 @@ class LibraryStore:
         if answer not in (YES, NO):
             raise ValueError(f"answer must be {YES!r} or {NO!r}, got {answer!r}")
         box = tuple(round(float(v), 2) for v in box)
-        with transaction(self.con, self.path) as con:
+        with self._write() as con:
             for x, y, w, h, other, was in con.execute(
                     "SELECT x, y, w, h, name, answer FROM answers WHERE sha = ?", (sha,)).fetchall():
                 if iou((x, y, w, h), box) < SAME_FACE_IOU:
@@ -297,7 +314,7 @@ class LibraryStore:
         ``(sha, box)``; a face's earlier mark of that kind is replaced (faces matched by box overlap)."""
         if kind not in (HIDDEN, GROUP):
             raise ValueError(f"mark must be {HIDDEN!r} or {GROUP!r}, got {kind!r}")
-        with transaction(self.con, self.path) as con:
+        with self._write() as con:
             for sha, box in faces:
                 box = tuple(round(float(v), 2) for v in box)
                 for x, y, w, h in con.execute("SELECT x, y, w, h FROM marks WHERE sha = ? AND kind = ?",
@@ -311,6 +328,6 @@ class LibraryStore:
 
     def retoken(self, old: Iterable[str], new: str) -> None:
         """Groups merged: every face of the groups ``old`` joins the group ``new``."""
-        with transaction(self.con, self.path) as con:
+        with self._write() as con:
             con.executemany("UPDATE marks SET value = ? WHERE kind = ? AND value = ?",
                             [(new, GROUP, o) for o in old])

@@ -201,3 +201,20 @@ def test_graph_links_a_little_above_the_threshold():
     assert list(cluster_unknown(X, threshold=0.502, method="average")) == [0, 0]
     assert sorted(cluster_unknown(X, threshold=0.502, method="graph")) == [0, 1]
     assert list(cluster_unknown(X, threshold=0.45, method="graph")) == [0, 0]  # 0.505 link
+
+
+def test_big_sets_are_grouped_by_average_linkage_in_parts_not_chained(clustered_vectors, monkeypatch):
+    """Above MAX_AVERAGE_LINKAGE faces the graph method chained look-alikes into one giant group
+    (47% of a 12,580-face library); now average linkage runs inside connected parts."""
+    from facerec import cluster
+
+    X, _ = clustered_vectors
+    exact = cluster.cluster_unknown(X, 0.5, "average")
+    monkeypatch.setattr(cluster, "MAX_AVERAGE_LINKAGE", 40)  # the parts at the threshold fit: the same groups
+    assert (cluster.cluster_unknown(X, 0.5) == exact).all()
+    angles = np.linspace(0, np.pi / 2, 60)  # a chain of faces, each like its neighbours only (0.9997)
+    chain = np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
+    assert cluster.cluster_unknown(chain, 0.9, "graph").max() == 0  # single linkage: one group
+    monkeypatch.setattr(cluster, "MAX_AVERAGE_LINKAGE", 10)
+    labels = cluster.cluster_unknown(chain, 0.9)
+    assert labels.max() >= 5 and np.bincount(labels).max() <= 10

@@ -285,3 +285,41 @@ def test_a_confirmed_face_turned_away_is_named_but_not_enrolled(lib, settings, t
         assert _names(library)["ann_turned.png"] == ["Ann"]  # named all the same: the user said so
     finally:
         library.close()
+
+
+def test_a_change_made_through_another_library_is_seen_at_once(lib, tmp_path):
+    """faces() and groups() are remembered between page runs, but never past a change by anyone."""
+    library, d, cache, _ = lib
+    library.add_folder(d, [tmp_path])
+    library.scan(cache)
+    assert [len(g) for g in library.groups()] == [4, 2]
+    other = Library(library.rec)
+    try:
+        other.merge_groups(other.groups())
+        assert [len(g) for g in library.groups()] == [6]
+        other.name_group(other.groups()[0].faces[:1], "Cleo")
+        assert "Cleo" in [f.name for f in library.faces()]
+    finally:
+        other.close()
+
+
+def test_naming_a_group_of_linked_photos_remembers_the_names(lib, tmp_path):
+    """Photos reached through a symbolic link: the answers were lost (the group file keeps real paths)."""
+    library, d, cache, _ = lib
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    for p in sorted(d.glob("cleo*.png")):
+        (linked / p.name).symlink_to(p)
+    library.add_folder(linked, [tmp_path, d])
+    library.scan(cache)
+    library.name_group(library.groups()[0].faces, "Cleo")
+    assert [f.kind for f in library.faces()] == ["confirmed"] * 3
+
+
+def test_groups_do_not_loosen_as_people_are_enrolled(lib, tmp_path):
+    library, d, cache, _ = lib
+    library.add_folder(d, [tmp_path])
+    library.scan(cache)
+    assert [len(g) for g in library.groups()] == [4, 2]
+    library.store.set_meta("threshold", "0.05")  # the naming threshold of a gallery of few people (exaggerated)
+    assert [len(g) for g in library.groups()] == [4, 2]  # grouping keeps the base's own
