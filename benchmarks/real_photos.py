@@ -7,6 +7,9 @@ its manifest.json has the same ``--seed`` and ``--lfw``) from ../shared/faces:
   whole face), upscaled with INTER_CUBIC; plus camera_photos/*.jpg as they are (no
   faces; broken EXIF, one corrupted).
 - web300: 300 photos as they are from celeba_dev / celeb5 probes, group_photos, wider_dev.
+- mixed92: a small folder of 92 photos as they are (issue 22's "folder of 90 photos"): the 4
+  group_photos and 88 celeba_dev probes drawn with ``random.Random(seed + 92)`` (added to an existing
+  scratch folder without rebuilding the others).
 - lfw: ``--lfw`` (500) 250x250 lfw_dev photos (of the enrolled only celeb5's Elton John
   and Madonna are in lfw_dev; neither is drawn with seed 0).
 Enrolled for both tools: each celeba_dev person (min(3, n-1) random photos) and each
@@ -71,7 +74,7 @@ import cv2
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "faces"
 SEP = "__"
-FOLDERS = ("camera12mp", "web300", "lfw")
+FOLDERS = ("camera12mp", "web300", "lfw", "mixed92")
 MAX_LOAD = None  # --max-load: before each command, wait (<= 10 min) for the 1-min load average to fall below it
 
 
@@ -89,7 +92,11 @@ def build(scratch: Path, seed: int, n_lfw: int) -> dict:
     """Build the folders (once); return {folder: {photo name: person or None}}."""
     manifest_file, params = scratch / "manifest.json", {"seed": seed, "lfw": n_lfw}
     if manifest_file.exists() and json.loads(manifest_file.read_text())["params"] == params:
-        return json.loads(manifest_file.read_text())["folders"]
+        folders = json.loads(manifest_file.read_text())["folders"]
+        if "mixed92" not in folders:
+            folders["mixed92"] = build_mixed92(scratch, seed)
+            manifest_file.write_text(json.dumps({"params": params, "folders": folders}, indent=1))
+        return folders
     rng = random.Random(seed)
     for d in ("people", "known", "empty", *FOLDERS):
         shutil.rmtree(scratch / d, ignore_errors=True)
@@ -124,8 +131,27 @@ def build(scratch: Path, seed: int, n_lfw: int) -> dict:
         shutil.copy(f, scratch / "lfw" / f.name)
         person = f.parent.name.lower()
         manifest["lfw"][f.name] = person if (scratch / "people" / person).is_dir() else None
+    manifest["mixed92"] = build_mixed92(scratch, seed)
     manifest_file.write_text(json.dumps({"params": params, "folders": manifest}, indent=1))
     return manifest
+
+
+def build_mixed92(scratch: Path, seed: int) -> dict[str, str | None]:
+    """The 4 group photos and 88 celeba_dev probes (not enrolled in ``people/``), as they are."""
+    rng = random.Random(seed + 92)
+    enrolled = {f.read_bytes() for f in (scratch / "people").rglob("*.jpg") if f.parent.name.startswith("celeba_")}
+    probes = [(f"celeba_{d.name}", f) for d in sorted((SHARED / "celeba_dev").iterdir()) for f in sorted(d.iterdir())
+              if f.read_bytes() not in enrolled]
+    folder = scratch / "mixed92"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    out: dict[str, str | None] = {}
+    for i, (person, f) in enumerate([(None, f) for f in sorted((SHARED / "group_photos").iterdir())]
+                                    + rng.sample(probes, 88)):
+        name = f"{person or 'nobody'}{SEP}{i:03d}_{f.stem}.jpg"
+        shutil.copy(f, folder / name)
+        out[name] = person
+    return out
 
 
 def tree_pss_kb(pid: int) -> int:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from facerec.errors import ConfirmationNeededError, FaceRecError
+from facerec.errors import ConfirmationNeededError, FaceRecError, MetadataError
 from facerec.librarystore import (ALONE, GROUP, HIDDEN, NO, SAME_FACE_IOU, YES, LibraryStore, Mark, StoredPhoto,
                                   iou)
 from facerec.people import People
@@ -459,7 +459,6 @@ class Library:
             roots: photos whose real path leaves these folders are left out.
         """
         from facerec.auth import within_roots
-        from facerec.errors import MetadataError
         from facerec.xmp import write_sidecar
 
         photos = self.store.photos()

@@ -24,7 +24,7 @@ from facerec.errors import ConfirmationNeededError
 from facerec.images import load_photo
 from facerec.library import BackgroundScan, Library, LibraryFace
 
-GROUPS_SHOWN = 30  # the biggest groups; naming them brings up the next
+GROUPS_SHOWN = 12  # the biggest groups at first ("Show more groups" adds as many); naming them brings up the next
 FACES_SHOWN = 24  # per group or person
 PHOTOS_SHOWN = 60
 GRID_CSS = """<style>
@@ -163,7 +163,12 @@ def folders_section(library: Library, roots: list[Path], scan: BackgroundScan) -
                 import_names(library, roots, anyway)
         with st.expander("Write names to XMP sidecars (for digiKam, Lightroom, Immich)"):
             write_sidecars_form(library, roots)
-    scan_progress(scan)
+    if scan.running:
+        scan_progress(scan)  # redrawn every second until the scan ends
+    else:
+        line = scan_status(scan)
+        if line:
+            (st.error if scan.error else st.caption)(line)
 
 
 def xmp_summary(report) -> str:
@@ -216,15 +221,10 @@ def import_names(library: Library, roots: list[Path], confirm: bool) -> None:
 @st.fragment(run_every=1.0)
 def scan_progress(scan: BackgroundScan) -> None:
     """The scan's progress, redrawn every second while it runs; the whole page reruns when it ends."""
-    line = scan_status(scan)
     if scan.running:
-        st.progress(scan.done / scan.total if scan.total else 0.0, text=line)
-        st.session_state["library_was_scanning"] = True
+        st.progress(scan.done / scan.total if scan.total else 0.0, text=scan_status(scan))
     else:
-        if line:
-            (st.error if scan.error else st.caption)(line)
-        if st.session_state.pop("library_was_scanning", False):
-            st.rerun()
+        st.rerun()
 
 
 def groups_section(rec: FaceRecognizer, library: Library) -> None:
@@ -238,7 +238,7 @@ def groups_section(rec: FaceRecognizer, library: Library) -> None:
         st.info("No hidden groups." if hidden else
                 "No unnamed faces to name." if library.faces() else "No faces yet: add a folder above.")
         return
-    shown = groups[:GROUPS_SHOWN]
+    shown = groups[:st.session_state.get("library_groups_shown", GROUPS_SHOWN)]
     st.caption(f"{len(groups)} {'hidden ' if hidden else ''}group(s) of unnamed faces, biggest first."
                + ("" if hidden else " Tick groups of one person and merge them; hide people in the background."))
     merge_bar(library, shown)
@@ -246,6 +246,10 @@ def groups_section(rec: FaceRecognizer, library: Library) -> None:
     for n, group in enumerate(shown, start=1):
         with st.container(border=True):
             group_card(rec, library, n, group, people, hidden)
+    if len(groups) > len(shown) and st.button(f"Show more groups ({len(groups) - len(shown)} more)",
+                                              key="library_more"):
+        st.session_state["library_groups_shown"] = len(shown) + GROUPS_SHOWN
+        st.rerun()
 
 
 def group_id(group) -> str:
