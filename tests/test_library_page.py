@@ -164,3 +164,20 @@ def test_two_unknown_people_photographed_together_both_get_their_group(app):
     at.run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert len([t for t in at.text_input if t.key.startswith("gname_")]) == 4
+
+
+def test_the_page_shows_the_biggest_groups_first_and_more_on_demand(app, monkeypatch):
+    from facerec.app import library as page
+
+    monkeypatch.setattr(page, "GROUPS_SHOWN", 1)
+    at, folder, tmp = app
+    at.run()
+    goto(at, "Library")
+    at.text_input(key="library_folder").set_value(str(folder)).run()
+    _button(at, "Add folder").click().run()
+    _scan_finished(at, tmp / "g")
+    at.run()
+    cards = [m.value for m in at.markdown if m.value.startswith("**Group ")]
+    assert cards == ["**Group 1** · 3 face(s)"]
+    _button(at, "Show more groups (1 more)").click().run()
+    assert [m.value for m in at.markdown if m.value.startswith("**Group ")][1] == "**Group 2** · 1 face(s)"
