@@ -470,7 +470,7 @@ def main(argv=None) -> int:
             finally:
                 fresh.close()
             res = {"unknown_faces": len(unknown), "vector_dim": int(X.shape[1]), "threshold": round(threshold, 4),
-                   "method": "average" if len(unknown) <= MAX_AVERAGE_LINKAGE else "graph",
+                   "method": "average" if len(unknown) <= MAX_AVERAGE_LINKAGE else "average in connected parts",
                    "groups_cold_fresh_library": {**cold, **cold_traced},
                    "groups_remembered": warm,
                    "group_unknown_alone": {**direct, **direct_traced},
@@ -548,7 +548,7 @@ def main(argv=None) -> int:
                 out["group_unknown_exact_target"] = {
                     "faces": len(chosen), "from_library": len(first), "from_mirrored": len(chosen) - len(first),
                     "threshold": round(threshold, 4),
-                    "method": "average" if len(chosen) <= MAX_AVERAGE_LINKAGE else "graph",
+                    "method": "average" if len(chosen) <= MAX_AVERAGE_LINKAGE else "average in connected parts",
                     **exact, **exact_traced, "summary": group_summary(groups),
                     "quality": quality([[(m.photo, tuple(m.box)) for m in g.members] for g in groups],
                                        lfw_labels(chosen, work)),
