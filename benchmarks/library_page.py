@@ -59,16 +59,17 @@ import collections
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from people_page import Server  # noqa: E402  (the same headless server as the People page's benchmark)
 CHROMIUM = os.environ.get("FACEREC_CHROMIUM", "/usr/bin/chromium")
 TIMEOUT_S = 300
 PAGE_PATH = "/library"
@@ -216,49 +217,6 @@ def library_stats(gallery: Path, cache: Path, roots: Path, limits: dict[str, int
                 "groups_sharing_a_widget_key": len(groups) - len({g.key[:24] for g in groups})}
     finally:
         library.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """``streamlit run app.py`` headless on a free localhost port (as tests/test_browser.py's fixture)."""
-
-    def __init__(self, env: dict, log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log
-        self.log = open(log, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
-             "--server.port", str(self.port), "--server.address", "127.0.0.1",
-             "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        t0 = time.monotonic()
-        while True:
-            try:
-                with urllib.request.urlopen(self.url + "/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() - t0 > 60:
-                self.stop()
-                raise RuntimeError(f"streamlit did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
-        self.start_s = time.monotonic() - t0
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
 
 
 def visit(browser, url: str, expected: int, shot: Path | None = None) -> dict:
