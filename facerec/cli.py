@@ -605,7 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="face detector (default yunet: libfacedetection's CNN, fast, finds more small faces; "
                             "mtcnn: the previous default; opencv: Haar, no landmarks)")
     model.add_argument("--min-face-size", type=int, metavar="PX", help="ignore faces smaller than this (pixels, default 20); yunet still searches "
-                            "down to 12 px while the photo it looks at stays within FACEREC_DETECT_PIXELS (1 MP), "
+                            "down to 12 px while the photo it looks at stays within FACEREC_DETECT_PIXELS (0.5 MP), "
                             "so faces just above the minimum are not missed")
     model.add_argument("--min-face-fraction", type=float, metavar="F",
                        help="also ignore faces narrower than this fraction of the photo's shorter side "

@@ -148,8 +148,8 @@ class _ScalingDetector:
 
         A face at the minimum would otherwise be searched right at the network's smallest size
         and often missed; faces under the minimum are still dropped afterwards (:meth:`_finish`).
-        With the default 1 MP, a 640x405 photo is searched down to 12 px, a 1280x960 one (1.2 MP) down
-        to 13 px."""
+        With the default 0.5 MP, a 640x405 photo is searched down to 12 px, a 12 MP one (decoded at
+        1008x756) down to 14 px, a 1280x960 one (1.2 MP) down to 18 px."""
         size = float(minimum)
         if self.pixel_budget_applies and self.detect_pixels > 0:
             h, w = small.shape[:2]

@@ -174,7 +174,7 @@ class Settings:
     min_face_fraction: float = 20 / 1024
     threshold: float | None = None
     max_detect_side: int = 1280
-    detect_pixels: int = 1_000_000
+    detect_pixels: int = 500_000
     flip: bool | None = None
     retry_no_face: bool = True
     batch_size: int = 32
