@@ -76,6 +76,19 @@ def _settings(args: argparse.Namespace):
     return effective_settings(warn=_warn, **flags)
 
 
+AUTO_WORKERS, AUTO_WORKERS_PHOTOS = 2, 200
+
+
+def auto_workers(photos: int, engine: str = "local") -> int:
+    """``tag``'s worker processes when ``--workers`` is not given: :data:`AUTO_WORKERS` (at most the
+    CPUs) for :data:`AUTO_WORKERS_PHOTOS` photos or more on the local engine, else none (starting
+    them costs more than they save on a small folder; benchmarks/README.md, "Speed on photos")."""
+    cpus = os.cpu_count() or 1
+    if engine != "local" or photos < AUTO_WORKERS_PHOTOS or cpus < 2:
+        return 0
+    return min(AUTO_WORKERS, cpus)
+
+
 def _recognizer(args: argparse.Namespace):
     from facerec.pipeline import FaceRecognizer
 
@@ -255,7 +268,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
     for r in reports:
         if r.suffix.lower() not in (".csv", ".json"):
             raise FaceRecError(f"{r}: a report must end in .csv or .json")
-    if args.workers < 0:
+    if args.workers is not None and args.workers < 0:
         raise FaceRecError("--workers must be 0 or more")
     roots = [Path(p) for p in args.paths]
     for root in roots:
@@ -271,7 +284,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
     sig = model_signature(settings)
     model = cache.model(sig) if cache is not None else None
     on_model = (lambda key, thr: _remember_model(cache, sig, key, thr)) if cache is not None else None
-    workers = args.workers
+    workers = auto_workers(len(paths), args.engine) if args.workers is None else args.workers
     if annotate:
         from facerec.images import encode_jpeg
 
@@ -671,10 +684,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="cluster file to write (default: GALLERY/.facerec/clusters/clusters.json)")
     tg.add_argument("--cache", metavar="PATH", help="tag cache file (default: CACHE_DIR/tags.sqlite)")
     tg.add_argument("--no-cache", action="store_true", help="neither read nor write the tag cache")
-    tg.add_argument("--workers", type=int, default=0, metavar="N",
-                    help="worker processes for decoding and detection, each with its own detector (default 0: all "
-                         "in this process, which already runs TensorFlow on every core; on a busy 2-core machine "
-                         "workers measured slower, see README); embedding stays batched in this process")
+    tg.add_argument("--workers", type=int, default=None, metavar="N",
+                    help="worker processes for the per-photo work, each with its own models (0: all in this "
+                         f"process; default: {AUTO_WORKERS} from {AUTO_WORKERS_PHOTOS} photos on, where they "
+                         "measured faster, else 0)")
     tg.add_argument("--engine", choices=["local", "ray"], default="local",
                     help="local (default) or ray: the per-photo work as Ray tasks (pip install 'facerec[ray]')")
     tg.add_argument("--ray-address", metavar="ADDR",
