@@ -177,16 +177,10 @@ def say(msg: str) -> None:
 
 
 def to_camera(src: Path, dst: Path) -> None:
-    import cv2
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from real_photos import to_12mp  # the camera-size copies real_photos.py makes
 
-    img = cv2.imread(str(src), cv2.IMREAD_COLOR)
-    h, w = img.shape[:2]
-    fill = [int(c) for c in img.reshape(-1, 3).mean(0)]
-    padw, padh = max(0, round(h * 4 / 3) - w), max(0, round(w * 3 / 4) - h)  # one of them is 0
-    img = cv2.copyMakeBorder(img, padh // 2, padh - padh // 2, padw // 2, padw - padw // 2, cv2.BORDER_CONSTANT,
-                             value=fill)
-    big = cv2.resize(img, CAMERA_SIZE, interpolation=cv2.INTER_CUBIC)
-    cv2.imwrite(str(dst), big, [cv2.IMWRITE_JPEG_QUALITY, CAMERA_QUALITY])
+    to_12mp(src, dst, CAMERA_SIZE, CAMERA_QUALITY)
 
 
 def source_files(shared: Path, sub: str) -> list[Path]:

@@ -78,14 +78,15 @@ FOLDERS = ("camera12mp", "web300", "lfw", "mixed92")
 MAX_LOAD = None  # --max-load: before each command, wait (<= 10 min) for the 1-min load average to fall below it
 
 
-def to_12mp(src: Path, dst: Path) -> None:
+def to_12mp(src: Path, dst: Path, size: tuple[int, int] = (4032, 3024), quality: int = 90) -> None:
+    """``src`` padded to 4:3 with its mean colour (the whole face kept), upscaled to ``size`` (bicubic), JPEG."""
     img = cv2.imread(str(src), cv2.IMREAD_COLOR)
     h, w = img.shape[:2]
     fill = [int(c) for c in img.reshape(-1, 3).mean(0)]
     padw, padh = max(0, round(h * 4 / 3) - w), max(0, round(w * 3 / 4) - h)  # one of them is 0
     img = cv2.copyMakeBorder(img, padh // 2, padh - padh // 2, padw // 2, padw - padw // 2, cv2.BORDER_CONSTANT,
                              value=fill)
-    cv2.imwrite(str(dst), cv2.resize(img, (4032, 3024), interpolation=cv2.INTER_CUBIC), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    cv2.imwrite(str(dst), cv2.resize(img, size, interpolation=cv2.INTER_CUBIC), [cv2.IMWRITE_JPEG_QUALITY, quality])
 
 
 def build(scratch: Path, seed: int, n_lfw: int) -> dict:

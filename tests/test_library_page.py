@@ -46,6 +46,16 @@ def _button(at, label: str):
     return next(b for b in at.button if b.label == label)
 
 
+def _open_scanned_library(at, folder: Path, tmp: Path) -> None:
+    """The Library page with ``folder`` added and its scan finished."""
+    at.run()
+    goto(at, "Library")
+    at.text_input(key="library_folder").set_value(str(folder)).run()
+    _button(at, "Add folder").click().run()
+    _scan_finished(at, tmp / "g")
+    at.run()
+
+
 def test_library_page_add_scan_name_reject_and_find_photos(app):
     at, folder, tmp = app
     at.run()
@@ -117,12 +127,7 @@ def test_labelled_photo_numbers_faces_left_to_right(recognizer, tmp_path):
 
 def test_library_page_merges_groups_takes_a_face_out_hides_a_group_and_writes_sidecars(app):
     at, folder, tmp = app
-    at.run()
-    goto(at, "Library")
-    at.text_input(key="library_folder").set_value(str(folder)).run()
-    _button(at, "Add folder").click().run()
-    _scan_finished(at, tmp / "g")
-    at.run()
+    _open_scanned_library(at, folder, tmp)
 
     def sizes() -> list[str]:
         return [m.value.split("· ")[1] for m in at.markdown if m.value.startswith("**Group ")]
@@ -156,12 +161,7 @@ def test_two_unknown_people_photographed_together_both_get_their_group(app):
     """Both groups begin in one photo: their widgets must not share keys (the page crashed)."""
     at, folder, tmp = app
     (folder / "pair.png").write_bytes(png_bytes(synthetic_photo([5, 6], seed=30)))
-    at.run()
-    goto(at, "Library")
-    at.text_input(key="library_folder").set_value(str(folder)).run()
-    _button(at, "Add folder").click().run()
-    _scan_finished(at, tmp / "g")
-    at.run()
+    _open_scanned_library(at, folder, tmp)
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert len([t for t in at.text_input if t.key.startswith("gname_")]) == 4
 
@@ -171,12 +171,7 @@ def test_the_page_shows_the_biggest_groups_first_and_more_on_demand(app, monkeyp
 
     monkeypatch.setattr(page, "GROUPS_SHOWN", 1)
     at, folder, tmp = app
-    at.run()
-    goto(at, "Library")
-    at.text_input(key="library_folder").set_value(str(folder)).run()
-    _button(at, "Add folder").click().run()
-    _scan_finished(at, tmp / "g")
-    at.run()
+    _open_scanned_library(at, folder, tmp)
     cards = [m.value for m in at.markdown if m.value.startswith("**Group ")]
     assert cards == ["**Group 1** · 3 face(s)"]
     _button(at, "Show more groups (1 more)").click().run()
