@@ -176,3 +176,14 @@ def test_the_page_shows_the_biggest_groups_first_and_more_on_demand(app, monkeyp
     assert cards == ["**Group 1** · 3 face(s)"]
     _button(at, "Show more groups (1 more)").click().run()
     assert [m.value for m in at.markdown if m.value.startswith("**Group ")][1] == "**Group 2** · 1 face(s)"
+
+
+def test_a_suggestion_under_the_threshold_is_marked_less_likely():
+    from facerec.app.library import suggestion_caption
+    from facerec.library import LibraryFace, Suggestion
+
+    def face(kind: str) -> LibraryFace:
+        return LibraryFace(Path("a.jpg"), "sha", 0, (0, 0, 10, 10), "unknown", kind, 0.4, "Ann")
+
+    assert suggestion_caption(Suggestion(face("possible match"), "Ann", 0.51)) == "0.51"
+    assert suggestion_caption(Suggestion(face("unknown"), "Ann", 0.44)) == "0.44 · less likely"

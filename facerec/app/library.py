@@ -22,7 +22,8 @@ from facerec import FaceRecError, FaceRecognizer, auth, thumbs
 from facerec.app.common import is_served_remotely
 from facerec.errors import ConfirmationNeededError
 from facerec.images import load_photo
-from facerec.library import BackgroundScan, Library, LibraryFace
+from facerec.library import BackgroundScan, Library, LibraryFace, Suggestion
+from facerec.verdict import POSSIBLE
 
 GROUPS_SHOWN = 12  # the biggest groups at first ("Show more groups" adds as many); naming them brings up the next
 FACES_SHOWN = 24  # per group or person
@@ -325,6 +326,12 @@ def _name_group(library: Library, group, name: str, confirm: bool, key: str) -> 
     st.rerun()
 
 
+def suggestion_caption(s: Suggestion) -> str:
+    """The similarity under a suggested face; one under the threshold (not a possible match) is
+    marked "less likely": those were right 3 times in 648 (benchmarks/suggestions.py)."""
+    return f"{s.score:.2f}" if s.face.kind == POSSIBLE else f"{s.score:.2f} · less likely"
+
+
 def person_section(rec: FaceRecognizer, library: Library) -> None:
     counts = library.people_counts()
     enrolled = [p.name for p in rec.gallery.people()]
@@ -346,7 +353,7 @@ def person_section(rec: FaceRecognizer, library: Library) -> None:
                 with col:
                     picture = face_pictures(rec, [s.face])[0]
                     if picture is not None:
-                        st.image(str(picture), caption=f"{s.score:.2f}")
+                        st.image(str(picture), caption=suggestion_caption(s))
                     yes, no = st.columns(2)
                     if yes.button("Yes", key=f"syes_{s.face.key}"):
                         why = library.confirm(s.face, who)
