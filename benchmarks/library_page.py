@@ -69,9 +69,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from people_page import Server  # noqa: E402  (the same headless server as the People page's benchmark)
+from people_page import Server, timed_visit  # noqa: E402  (the same headless server as the People page's benchmark)
 CHROMIUM = os.environ.get("FACEREC_CHROMIUM", "/usr/bin/chromium")
-TIMEOUT_S = 300
 PAGE_PATH = "/library"
 GROUPS_CAPTION = "group(s) of unnamed faces"
 
@@ -220,20 +219,9 @@ def library_stats(gallery: Path, cache: Path, roots: Path, limits: dict[str, int
 
 
 def visit(browser, url: str, expected: int, shot: Path | None = None) -> dict:
-    """One fresh-context visit of ``url``; times in seconds from navigation start (the page's clock)."""
-    context = browser.new_context(viewport={"width": 1600, "height": 1000})
-    context.add_init_script(TIMELINE_JS.replace("EXPECTED", str(int(expected))))
-    try:
-        page = context.new_page()
-        t0 = time.monotonic()
-        page.goto(url, wait_until="commit", timeout=TIMEOUT_S * 1000)
-        done = page.wait_for_function(DONE_JS, arg=expected, polling=25, timeout=TIMEOUT_S * 1000).json_value()
-        wall = time.monotonic() - t0
-        nav = page.evaluate("""() => { const n = performance.getEntriesByType('navigation')[0];
-                                      return n ? {dcl: n.domContentLoadedEventEnd, load: n.loadEventEnd} : {}; }""")
-        timeline = page.evaluate("() => window.__lpTimeline || {}")
-        runs = page.evaluate("() => window.__lpRuns")
-        html_bytes = page.evaluate("() => (document.querySelector('[data-testid=\"stMain\"]') || document.body)"
+    """One fresh-context visit of the Library page (people_page's :func:`timed_visit`)."""
+    def more(page) -> dict:
+        html_chars = page.evaluate("() => (document.querySelector('[data-testid=\"stMain\"]') || document.body)"
                                    ".innerHTML.length")
         if shot is not None:  # Streamlit scrolls inside its main block: a viewport as tall as it, for the whole page
             height = page.evaluate("() => Math.max(...[...document.querySelectorAll('[data-testid=\"stMain\"], "
@@ -241,17 +229,15 @@ def visit(browser, url: str, expected: int, shot: Path | None = None) -> dict:
             page.set_viewport_size({"width": 1600, "height": min(int(height) + 100, 16000)})
             page.wait_for_timeout(500)
             page.screenshot(path=str(shot), full_page=True)
-        if done.get("error"):
-            print(f"the page shows an error: {done['error'][:300]}", file=sys.stderr, flush=True)
-        return {"seconds": round(done["ms"] / 1000, 3), "seconds_python_clock": round(wall, 3),
-                "page_error": done.get("error"), "streamlit_elements": done["elements"],
-                "long_tasks_until_done": done["long_tasks"], "long_tasks_until_done_s": round(done["long_tasks_ms"] / 1000, 3),
-                "dom_content_loaded_s": round(nav.get("dcl", 0) / 1000, 3), "images": done["images"],
-                "groups_shown": done["groups"], "main_html_chars": html_bytes, "script_runs_seen": runs,
-                "timeline_s": {k: round(v / 1000, 3) for k, v in sorted(timeline.items(), key=lambda kv: kv[1])},
-                "caption": done["caption"]}
-    finally:
-        context.close()
+        return {"main_html_chars": html_chars}
+
+    done, row = timed_visit(browser, url, expected, TIMELINE_JS, DONE_JS, "lp", more)
+    if done.get("error"):
+        print(f"the page shows an error: {done['error'][:300]}", file=sys.stderr, flush=True)
+    row.update({"page_error": done.get("error"), "streamlit_elements": done["elements"],
+                "long_tasks_until_done": done["long_tasks"],
+                "long_tasks_until_done_s": round(done["long_tasks_ms"] / 1000, 3), "groups_shown": done["groups"]})
+    return row
 
 
 def _top(prof, top: int) -> dict:

@@ -187,28 +187,42 @@ class Server:
         self.log.close()
 
 
-def visit(browser, url: str, expected: int, shot: Path | None = None) -> dict:
-    """One fresh-context visit of ``url``; times in seconds from navigation start (the page's clock)."""
+def timed_visit(browser, url: str, expected: int, timeline_js: str, done_js: str, prefix: str,
+                more=None) -> tuple[dict, dict]:
+    """One fresh-context visit of ``url``, timed by the page's own clock (seconds from navigation start) until
+    ``done_js(expected)`` holds; ``timeline_js`` records ``window.__<prefix>Timeline`` and ``__<prefix>Runs``.
+    ``more(page)`` (screenshots, extra measures) runs before the context closes and its dict is merged in.
+    Returns ``(what done_js returned, the row)``."""
     context = browser.new_context(viewport={"width": 1600, "height": 1000})
-    context.add_init_script(TIMELINE_JS.replace("EXPECTED", str(int(expected))))
+    context.add_init_script(timeline_js.replace("EXPECTED", str(int(expected))))
     try:
         page = context.new_page()
         t0 = time.monotonic()
         page.goto(url, wait_until="commit", timeout=TIMEOUT_S * 1000)
-        done = page.wait_for_function(DONE_JS, arg=expected, polling=25, timeout=TIMEOUT_S * 1000).json_value()
+        done = page.wait_for_function(done_js, arg=expected, polling=25, timeout=TIMEOUT_S * 1000).json_value()
         wall = time.monotonic() - t0
         nav = page.evaluate("""() => { const n = performance.getEntriesByType('navigation')[0];
                                       return n ? {dcl: n.domContentLoadedEventEnd, load: n.loadEventEnd} : {}; }""")
-        timeline = page.evaluate("() => window.__ppTimeline || {}")
-        runs = page.evaluate("() => window.__ppRuns")
-        if shot is not None:
-            page.screenshot(path=str(shot), full_page=True)
-        return {"seconds": round(done["ms"] / 1000, 3), "seconds_python_clock": round(wall, 3),
-                "dom_content_loaded_s": round(nav.get("dcl", 0) / 1000, 3), "images": done["images"],
-                "script_runs_seen": runs, "timeline_s": {k: round(v / 1000, 3) for k, v in sorted(timeline.items(), key=lambda kv: kv[1])},
-                "caption": done["caption"]}
+        timeline = page.evaluate(f"() => window.__{prefix}Timeline || {{}}")
+        row = {"seconds": round(done["ms"] / 1000, 3), "seconds_python_clock": round(wall, 3),
+               "dom_content_loaded_s": round(nav.get("dcl", 0) / 1000, 3), "images": done["images"],
+               "script_runs_seen": page.evaluate(f"() => window.__{prefix}Runs"),
+               "timeline_s": {k: round(v / 1000, 3) for k, v in sorted(timeline.items(), key=lambda kv: kv[1])},
+               "caption": done["caption"]}
+        row.update(more(page) if more is not None else {})
+        return done, row
     finally:
         context.close()
+
+
+def visit(browser, url: str, expected: int, shot: Path | None = None) -> dict:
+    """One fresh-context visit of the People page (see :func:`timed_visit`)."""
+    def screenshot(page) -> dict:
+        if shot is not None:
+            page.screenshot(path=str(shot), full_page=True)
+        return {}
+
+    return timed_visit(browser, url, expected, TIMELINE_JS, DONE_JS, "pp", screenshot)[1]
 
 
 def main(argv=None) -> int:
