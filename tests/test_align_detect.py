@@ -6,7 +6,7 @@ from facerec.detect import _ScalingDetector, downscale
 from facerec.settings import Settings
 from facerec.types import Face
 
-from conftest import CELEB5, needs_shared
+from conftest import CELEB5, ShySearch, needs_shared
 
 
 def test_similarity_transform_recovers_a_known_transform():
@@ -179,23 +179,10 @@ def test_without_yunets_wheel_the_default_detector_falls_back_to_mtcnn(monkeypat
 def test_a_photo_with_no_face_found_gets_a_second_look_when_enrolling(tmp_path, tiny_embedder):
     """Enrolment (and the app's Identify) look again with the detector's finer variant when the
     default pass finds nothing (as tagging and ``identify`` do), and ``retry_no_face=False`` turns it off."""
-    from conftest import BlobDetector, png_bytes, synthetic_photo
+    from conftest import png_bytes, synthetic_photo
 
     from facerec.errors import NoFaceError
     from facerec.pipeline import FaceRecognizer
-
-    class ShySearch(BlobDetector):
-        """Finds nothing at first, every face with a finer pyramid (as MTCNN does on a few photos)."""
-
-        fine = False
-
-        def detect(self, image):
-            return super().detect(image) if self.fine else []
-
-        def finer(self):
-            other = ShySearch()
-            other.fine = True
-            return other
 
     photo = png_bytes(synthetic_photo([1]))
     rec = FaceRecognizer(Settings(gallery=tmp_path / "g", cache_dir=tmp_path / "c"), detector=ShySearch(),

@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import CELEB5, SHARED, BlobDetector, needs_shared, png_bytes, synthetic_photo
+from conftest import CELEB5, SHARED, ShySearch, needs_shared, png_bytes, synthetic_photo
 
 from facerec.settings import Settings
 
@@ -43,17 +43,6 @@ def test_tagging_looks_again_where_no_face_was_found_as_the_app_does(tmp_path, t
     from facerec.facepath import FacePath, Models
     from facerec.images import Photo
     from facerec.pipeline import FaceRecognizer
-
-    class ShySearch(BlobDetector):
-        fine = False
-
-        def detect(self, image):
-            return super().detect(image) if self.fine else []
-
-        def finer(self):
-            other = ShySearch()
-            other.fine = True
-            return other
 
     image = synthetic_photo([1, 2])
     for retry, expected in ((True, 2), (False, 0)):
