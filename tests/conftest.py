@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import io
 import os
 import subprocess
@@ -30,6 +31,14 @@ LFW = SHARED / "lfw_dev"
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 needs_shared = pytest.mark.skipif(not CELEB5.is_dir() and not IN_CI, reason="../shared/faces is absent")
+
+
+def extra_module(name: str, reason: str):
+    """A module of the test extra: imported (a failure under CI, where ``./run.sh test`` installs it),
+    else skipped when missing."""
+    if IN_CI:
+        return importlib.import_module(name)
+    return pytest.importorskip(name, reason=reason)
 """Skips without ../shared/faces, except under CI=true, where the test runs and fails."""
 
 

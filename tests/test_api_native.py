@@ -10,15 +10,14 @@ import time
 import numpy as np
 import pytest
 import requests
+from conftest import extra_module, png_bytes, synthetic_photo
+from test_api import BLACK, photo, serving
 
 from facerec import cli, history
 from facerec.api.app import Limits, create_app
 from facerec.api.batcher import BatcherBusyError, EmbedBatcher
 from facerec.api.keys import KeyStore
 from facerec.api.openapi import PREFIX, document
-
-from conftest import png_bytes, synthetic_photo
-from test_api import BLACK, photo, serving
 
 P = PREFIX
 GROUP = png_bytes(synthetic_photo([1, 2, 7]))  # Ann, Bob and a stranger
@@ -36,7 +35,7 @@ def _error(r: requests.Response, status: int, code: str) -> dict:
 
 
 def test_openapi_document_is_valid_and_matches_the_routes(recognizer):
-    validator = pytest.importorskip("openapi_spec_validator")
+    validator = extra_module("openapi_spec_validator", "pip install openapi-spec-validator (the test extra)")
     doc = document()
     validator.validate(doc)
     from starlette.routing import Route
