@@ -89,6 +89,9 @@ class TfliteNet:
         missing = [n for n in self.outputs if n not in names]
         if missing:
             raise ModelUnavailableError(f"{self.path}: no output tensor {missing[0]!r} (it has {', '.join(names)})")
+        # tensor indices are the same in every interpreter built from these bytes: looked up once, not per batch
+        self._input_index = int(details[0]["index"])
+        self._output_indices = [int(d["index"]) for d in self._output_details(probe)]
 
     def _interpreter(self):
         it = getattr(self._local, "interpreter", None)
@@ -132,11 +135,11 @@ class TfliteNet:
         return [by_name[n] for n in self.outputs]
 
     def _invoke(self, it, x: np.ndarray, n: int) -> list[np.ndarray]:
-        index = it.get_input_details()[0]["index"]
+        index = self._input_index
         if self._resizable and self._local.batch != n:
             it.resize_tensor_input(index, [n, *x.shape[1:]])
             it.allocate_tensors()
             self._local.batch = n
         it.set_tensor(index, x)
         it.invoke()
-        return [it.get_tensor(d["index"]).copy() for d in self._output_details(it)]
+        return [it.get_tensor(i).copy() for i in self._output_indices]
