@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -168,9 +167,6 @@ class Library:
         self.store.add_folder(path)
         return path
 
-    def remove_folder(self, folder: Path) -> None:
-        self.store.remove_folder(Path(folder))
-
     # -- scanning ------------------------------------------------------------------------------
 
     def photo_paths(self, roots: Sequence[Path] | None = None) -> list[Path]:
@@ -195,7 +191,7 @@ class Library:
             stop: set to stop after the current photo.
             roots: photos whose real path leaves these folders are left out.
         """
-        from facerec.tagging import model_signature, tag_photos
+        from facerec.tagging import model_signature, pipeline_key, tag_photos
 
         paths = self.photo_paths(roots)
         known = self.store.photos()
@@ -203,8 +199,7 @@ class Library:
         removed = self.store.remove_photos([p for p in known if p not in here])
         settings = self.rec.settings
         sig = model_signature(settings)
-        scan_sig = (f"{sig}|det={settings.detector}|side={settings.max_detect_side}|min={settings.min_face_size}"
-                    f"|minf={settings.min_face_fraction}|conf={settings.detection_confidence}")
+        scan_sig = pipeline_key(settings, sig, settings.detector)  # the tag cache's own key of a photo's faces
         same_model = self.store.get_meta("signature") == scan_sig
         todo, unchanged = [], 0
         for p in paths:
@@ -353,6 +348,10 @@ class Library:
         """The faces of one photo, left to right."""
         return [f for f in self.faces() if f.path == Path(path)]
 
+    def person_faces(self, name: str) -> list[LibraryFace]:
+        """The faces named ``name`` (confirmed or a sure match), in library order."""
+        return [f for f in self.faces() if f.named and f.name == name]
+
     def people_counts(self) -> dict[str, int]:
         """Each named person of the library and in how many photos they are, most photos first."""
         photos: dict[str, set[Path]] = {}
@@ -428,8 +427,7 @@ class Library:
         model = self.model()
         if model is None:
             return []
-        X, names, _ = self.rec.gallery.vectors(model[0])
-        mine = np.asarray([x for x, n in zip(X, names) if n == name], dtype=np.float32)
+        mine = np.asarray([v for _, v in self.rec.gallery.person_vectors(name, model[0])], dtype=np.float32)
         threshold = self.threshold()
         floor = threshold - margin(threshold)
         out = []
@@ -482,6 +480,15 @@ class Library:
                 written.append(out)
         return SidecarReport(tuple(written), nothing, tuple(failed))
 
+    def import_xmp(self, roots: Sequence[Path] | None = None, confirm: bool = False):
+        """Enrol the faces named in the XMP of the library's photos (:func:`facerec.xmpimport.import_xmp`),
+        then name them in the library; returns its :class:`~facerec.xmpimport.ImportReport`."""
+        from facerec.xmpimport import import_xmp
+
+        report = import_xmp(self.rec, self.photo_paths(roots), confirm=confirm)
+        self.rematch()
+        return report
+
     # -- answers -------------------------------------------------------------------------------
 
     def _resemblance(self, faces: Sequence[LibraryFace], name: str) -> tuple[str, float] | None:
@@ -494,10 +501,10 @@ class Library:
         if not len(X):
             return None
         sims = np.asarray(X, dtype=np.float32) @ np.stack(vecs).T  # (gallery, faces)
-        best: tuple[str, float] | None = None
+        threshold, best = self.threshold(), None
         for person in set(names) - {name}:
             score = float(sims[[n == person for n in names]].max(axis=0).mean())
-            if score >= self.threshold() and (best is None or score > best[1]):
+            if score >= threshold and (best is None or score > best[1]):
                 best = (person, score)
         return best
 
@@ -665,7 +672,6 @@ class BackgroundScan:
         self.done = self.total = 0
         self.report: ScanReport | None = None
         self.error: str | None = None
-        self.started = self.finished = 0.0
 
     @property
     def running(self) -> bool:
@@ -679,13 +685,9 @@ class BackgroundScan:
             self._stop.clear()
             self.done = self.total = 0
             self.report, self.error = None, None
-            self.started, self.finished = time.time(), 0.0
             self._thread = threading.Thread(target=self._run, name="facerec-library-scan", daemon=True)
             self._thread.start()
             return True
-
-    def stop(self) -> None:
-        self._stop.set()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the scan to end; ``True`` when it has."""
@@ -707,4 +709,3 @@ class BackgroundScan:
             self.error = f"{type(exc).__name__}: {exc}"
         finally:
             library.close()
-            self.finished = time.time()

@@ -181,11 +181,6 @@ class LibraryStore:
             cur = con.execute("INSERT OR IGNORE INTO folders VALUES (?, ?)", (str(folder), time.time()))
         return cur.rowcount > 0
 
-    def remove_folder(self, folder: Path) -> None:
-        """Take ``folder`` out of the library (its photos go at the next scan; answers stay)."""
-        with self._write() as con:
-            con.execute("DELETE FROM folders WHERE path = ?", (str(folder),))
-
     # -- photos and faces ----------------------------------------------------------------
 
     def photos(self, paths: Iterable[Path] | None = None) -> dict[Path, StoredPhoto]:

@@ -323,3 +323,19 @@ def test_groups_do_not_loosen_as_people_are_enrolled(lib, tmp_path):
     assert [len(g) for g in library.groups()] == [4, 2]
     library.store.set_meta("threshold", "0.05")  # the naming threshold of a gallery of few people (exaggerated)
     assert [len(g) for g in library.groups()] == [4, 2]  # grouping keeps the base's own
+
+
+def test_a_rescan_after_a_detection_setting_changed_looks_at_every_photo_again(lib, settings, tiny_embedder,
+                                                                             tmp_path):
+    """The scan's signature is the tag cache's key: a new pixel budget (or flip, or second look) re-tags."""
+    library, d, cache, _ = lib
+    library.add_folder(d, [tmp_path])
+    library.scan(cache)
+    assert library.scan(cache).unchanged == 6
+    other = FaceRecognizer(settings.replace(detect_pixels=250_000), detector=BlobDetector(), embedder=tiny_embedder)
+    again = Library(other, LibraryStore(settings.gallery))
+    try:
+        report = again.scan(cache)
+        assert report.unchanged == 0 and report.processed == 6
+    finally:
+        again.close()

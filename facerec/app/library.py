@@ -210,11 +210,8 @@ def write_sidecars_form(library: Library, roots: list[Path]) -> None:
 
 def import_names(library: Library, roots: list[Path], confirm: bool) -> None:
     """Enrol the faces named in the XMP of the library's photos, then name them in the library."""
-    from facerec.xmpimport import import_xmp
-
     with st.spinner("Reading XMP and enrolling named faces..."):
-        report = import_xmp(library.rec, library.photo_paths(roots), confirm=confirm)
-        library.rematch()
+        report = library.import_xmp(roots, confirm=confirm)
     _flash("success" if report.complete else "warning", xmp_summary(report))
     st.rerun()
 
@@ -341,7 +338,7 @@ def person_section(rec: FaceRecognizer, library: Library) -> None:
         return
     st.caption(" · ".join(f"{n} ({counts.get(n, 0)} photo(s))" for n in names))
     who = st.selectbox("Person", names, key="library_person")
-    faces = [f for f in library.faces() if f.named and f.name == who]
+    faces = library.person_faces(who)
     st.markdown(f"**{who}: {len(faces)} face(s) in the library.** Take out any face that is not {who}.")
     _face_buttons(rec, faces[:FACES_SHOWN], f"Not {who}", lambda f: library.reject(f, who), "pnot")
     suggestions = library.suggestions(who)
