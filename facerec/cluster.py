@@ -585,7 +585,7 @@ def enroll_cluster(recognizer: "FaceRecognizer", label: str, name: str,
         label. In both cases the gallery is unchanged.
     """
     from facerec.images import read_bytes
-    from facerec.pipeline import iou
+    from facerec.types import iou
 
     name = validate_name(name)
     clusters = load_clusters(clusters_file or default_clusters_file(recognizer.gallery.root))

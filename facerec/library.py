@@ -33,11 +33,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from facerec.errors import ConfirmationNeededError, FaceRecError, MetadataError
-from facerec.librarystore import (ALONE, GROUP, HIDDEN, NO, SAME_FACE_IOU, YES, LibraryStore, Mark, StoredPhoto,
-                                  iou)
+from facerec.librarystore import ALONE, GROUP, HIDDEN, NO, SAME_FACE_IOU, YES, LibraryStore, Mark, StoredPhoto
 from facerec.people import People
 from facerec.storage import GalleryFiles, remove_tree
-from facerec.types import UNKNOWN, Face, Match
+from facerec.types import UNKNOWN, Face, Match, iou
 from facerec.verdict import MATCH, POSSIBLE, UNKNOWN_VERDICT, margin, verdict
 
 if TYPE_CHECKING:

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from facerec.storage import GalleryFiles, open_db, transaction
+from facerec.types import iou
 
 YES, NO = "yes", "no"
 HIDDEN, GROUP = "hidden", "group"
@@ -63,17 +64,6 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 Box = tuple[float, float, float, float]
-
-
-def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two ``(x, y, w, h)`` boxes (0 when they do not meet)."""
-    ax, ay, aw, ah = (float(v) for v in a)
-    bx, by, bw, bh = (float(v) for v in b)
-    iw = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    ih = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    inter = iw * ih
-    union = aw * ah + bw * bh - inter
-    return inter / union if union > 0 else 0.0
 
 
 @dataclass(frozen=True)

@@ -24,20 +24,10 @@ from facerec.storage import content_hash
 from facerec.images import Photo
 from facerec.quality import Quality, face_quality
 from facerec.settings import Settings
-from facerec.types import Face, Match
+from facerec.types import Face, Match, iou
 
 if TYPE_CHECKING:  # scikit-learn is imported only when a matcher is fitted
     from facerec.classify import CosineMatcher
-
-
-def iou(a, b) -> float:
-    """Intersection over union of two ``(x, y, w, h)`` boxes."""
-    ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
-    iw = max(0.0, min(ax2, bx2) - max(a[0], b[0]))
-    ih = max(0.0, min(ay2, by2) - max(a[1], b[1]))
-    inter = iw * ih
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
 
 
 def pick_face(faces: list[Face], largest: bool = False, source: str = "photo") -> Face:

@@ -23,8 +23,8 @@ import numpy as np
 
 from facerec.draw import PENDING, draw_labels, label_text
 from facerec.errors import EmptyGalleryError, FaceRecError
-from facerec.pipeline import FaceRecognizer, iou
-from facerec.types import UNKNOWN, Face, Match
+from facerec.pipeline import FaceRecognizer
+from facerec.types import UNKNOWN, Face, Match, iou
 from facerec.verdict import verdict
 
 Box = tuple[float, float, float, float]

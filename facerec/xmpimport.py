@@ -54,7 +54,7 @@ class ImportReport:
 def _covers(face_box, region) -> float:
     """How well a detected face matches a region: IoU, or (a region drawn looser or tighter than
     the detector's box) 0.3 when each box's centre lies inside the other."""
-    from facerec.librarystore import iou
+    from facerec.types import iou
 
     score = iou(face_box, region)
     fx, fy, fw, fh = face_box

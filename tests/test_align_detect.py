@@ -99,7 +99,7 @@ def test_compiled_mtcnn_gives_the_packages_boxes_and_landmarks_on_real_photos():
 
     from facerec.detect import make_detector
     from facerec.images import load_image
-    from facerec.pipeline import iou
+    from facerec.types import iou
 
     det = make_detector(Settings(detector="mtcnn", max_detect_side=4000))  # both at full size
     reference = MTCNN()
@@ -138,7 +138,7 @@ def test_yunet_finds_mtcnns_faces_with_the_same_landmarks_on_real_photos():
     alignment does not change: portraits, a group, web photos and crowds."""
     from facerec.detect import make_detector
     from facerec.images import load_image
-    from facerec.pipeline import iou
+    from facerec.types import iou
 
     yunet, mtcnn = make_detector(Settings(detector="yunet")), make_detector(Settings(detector="mtcnn"))
     paths = [CELEB5 / "train" / "madonna" / "1.jpg", CELEB5 / "val" / "ben_afflek" / "1.jpg",

@@ -316,7 +316,7 @@ class FaceService:
         """The identity vector of an enrolled photo's face, embedded again from its file
         (the face whose box overlaps the enrolled box most; the largest without one)."""
         from facerec.images import read_bytes
-        from facerec.pipeline import iou
+        from facerec.types import iou
 
         faces = self.rec.find_faces(self.rec.read(read_bytes(record.path), record.path.name))
         if record.box is not None:
