@@ -584,13 +584,21 @@ def enroll_cluster(recognizer: "FaceRecognizer", label: str, name: str,
         InvalidNameError: bad name. ClusterError: no cluster file or no such
         label. In both cases the gallery is unchanged.
     """
+    name = validate_name(name)
+    clusters = load_clusters(clusters_file or default_clusters_file(recognizer.gallery.root))
+    return enroll_group(recognizer, clusters.group(label), name, clusters.model, clusters.threshold)
+
+
+def enroll_group(recognizer: "FaceRecognizer", group: UnknownGroup, name: str, model: str,
+                 threshold: float) -> ClusterEnrolment:
+    """Enrol every face of ``group`` as ``name`` (validated), one face per photo, as
+    :func:`enroll_cluster` describes; ``model`` made the group's vectors, ``threshold`` is how
+    alike a face found again must be to its stored vector."""
     from facerec.images import read_bytes
     from facerec.types import iou
 
     name = validate_name(name)
-    clusters = load_clusters(clusters_file or default_clusters_file(recognizer.gallery.root))
-    group = clusters.group(label)
-    reuse = group.vectors is not None and clusters.model == recognizer.embedder.key
+    reuse = group.vectors is not None and model == recognizer.embedder.key
     enrolled, dups, skipped = [], [], []
     seen: set[Path] = set()
     for i, m in enumerate(group.members):
@@ -610,7 +618,7 @@ def enroll_cluster(recognizer: "FaceRecognizer", label: str, name: str,
                     skipped.append((m.photo, "the face is no longer found in this photo"))
                     continue
                 face = recognizer.embed([best])[0]
-                if reuse and float(face.vector @ group.vectors[i]) < clusters.threshold:
+                if reuse and float(face.vector @ group.vectors[i]) < threshold:
                     skipped.append((m.photo, "the face there no longer looks like this group's (photo changed)"))
                     continue
             result = recognizer.enroll(name, data, source=str(m.photo), face=face)

@@ -35,7 +35,6 @@ import numpy as np
 from facerec.errors import ConfirmationNeededError, FaceRecError, MetadataError
 from facerec.librarystore import ALONE, GROUP, HIDDEN, NO, SAME_FACE_IOU, YES, LibraryStore, Mark, StoredPhoto
 from facerec.people import People
-from facerec.storage import GalleryFiles, remove_tree
 from facerec.types import UNKNOWN, Face, Match, iou
 from facerec.verdict import MATCH, POSSIBLE, UNKNOWN_VERDICT, margin, verdict
 
@@ -517,7 +516,7 @@ class Library:
             ConfirmationNeededError: nothing saved; confirm to go on.
             InvalidNameError.
         """
-        from facerec.cluster import Member, UnknownGroup, save_clusters
+        from facerec.cluster import Member, UnknownGroup
 
         name = self.people.resolve_name(name, confirm)
         faces = [f for f in faces if name not in f.rejected]
@@ -536,21 +535,14 @@ class Library:
             p = photos.get(f.path)
             members.append(Member(f.path, f.box, p.bytes if p else -1, p.mtime_ns if p else -1))
             vecs.append(f.vector if f.vector is not None else np.zeros(0, np.float32))
-        have_vectors = all(len(v) for v in vecs)
+        group = UnknownGroup("library", tuple(members), np.stack(vecs) if all(len(v) for v in vecs) else None)
         model = self.model()
-        cluster_file = GalleryFiles(self.rec.gallery.root).library_groups
-        save_clusters([UnknownGroup("unknown_1", tuple(members), np.stack(vecs) if have_vectors else None)],
-                      cluster_file, self.threshold(), model[0] if model else "", sheets=False)
-        try:
-            result = self.people.enroll_cluster("unknown_1", name, cluster_file, confirm=True)
-        finally:
-            remove_tree(cluster_file.parent)
-        kept = {Path(p).resolve() for p in (*result.enrolled, *result.duplicates)}  # the group file keeps real paths
+        result = self.people.enroll_group(group, name, model[0] if model else "", self.threshold(), confirm=True)
+        kept = set(result.enrolled) | set(result.duplicates)
         first: set[Path] = set()
         for f in faces:
-            real = f.path.resolve()
-            if real in kept and real not in first:
-                first.add(real)
+            if f.path in kept and f.path not in first:
+                first.add(f.path)
                 self.store.answer(f.sha, f.box, result.name, YES)
         self.rematch()
         return result

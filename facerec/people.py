@@ -35,7 +35,7 @@ from facerec.storage import content_hash, tag_cache_path
 from facerec.types import Face
 
 if TYPE_CHECKING:
-    from facerec.cluster import ClusterEnrolment
+    from facerec.cluster import ClusterEnrolment, UnknownGroup
     from facerec.pipeline import Enrolled, FaceRecognizer
 
 
@@ -283,6 +283,13 @@ class People:
         from facerec.cluster import enroll_cluster
 
         return enroll_cluster(self.rec, label, self.resolve_name(name, confirm), clusters_file)
+
+    def enroll_group(self, group: UnknownGroup, name: str, model: str, threshold: float,
+                     confirm: bool = False) -> ClusterEnrolment:
+        """Enrol every face of a group held in memory as ``name`` (see ``cluster.enroll_group``)."""
+        from facerec.cluster import enroll_group
+
+        return enroll_group(self.rec, group, self.resolve_name(name, confirm), model, threshold)
 
     # -- changing people ---------------------------------------------------------------
 

@@ -102,11 +102,6 @@ class GalleryFiles:
         rejected there (kept by photo content hash and face box)."""
         return self.state / "library.sqlite"
 
-    @property
-    def library_groups(self) -> Path:
-        """Where a library group being named is written as a cluster file (removed afterwards)."""
-        return self.clusters / "library" / "group.json"
-
 
 def tag_cache_path(cache_dir: Path) -> Path:
     """The tag cache (faces and vectors of tagged photos) in ``cache_dir``."""
