@@ -179,7 +179,7 @@ class People:
 
     def check(self, name: str | None, photos: Sequence[tuple[bytes, str]], largest: bool = False,
               faces: Callable[[bytes, str, str], list[Face]] | None = None,
-              picks: dict[str, int] | None = None) -> list[PhotoCheck]:
+              picks: dict[str, int] | None = None, shared: bool = False) -> list[PhotoCheck]:
         """Check a batch of photos meant for ``name`` before anything is saved: the same
         photo twice in the batch, already enrolled (for them or someone else), no face or
         several, a face that looks like someone else or not like their own photos, a poor
@@ -191,6 +191,8 @@ class People:
             faces: finds the aligned, embedded faces of one photo ``(data, source, sha)``
                 (the app caches them between reruns); default: the recogniser.
             picks: ``{sha: face index}`` chosen by the user for photos with several faces.
+            shared: a photo of several people (an imported group photo names each on its own
+                face), so being enrolled for someone else already is no concern.
         """
         records = self.gallery.photos()
         matcher = self._matcher() if records else None
@@ -215,11 +217,11 @@ class People:
                 out.append(PhotoCheck(source, sha, skip=str(exc), kind="unreadable"))
                 continue
             out.append(self._check_face(name, source, sha, found, owned, largest, (picks or {}).get(sha),
-                                        matcher, threshold))
+                                        matcher, threshold, shared=shared))
         return out
 
     def _check_face(self, name, source, sha, found, owned, largest, pick, matcher, threshold,
-                    vouched: bool = False) -> PhotoCheck:
+                    vouched: bool = False, shared: bool = False) -> PhotoCheck:
         if not found:
             return PhotoCheck(source, sha, skip="no face found", kind="no-face")
         if len(found) > 1 and pick is None and not largest:
@@ -228,7 +230,7 @@ class People:
                               kind="pick")
         face = found[pick] if pick is not None else max(found, key=lambda f: f.area)
         worries = []
-        others = [o for o in owned if o != name]
+        others = [o for o in owned if o != name] if not shared else []
         if others:
             worries.append(f"This photo is already enrolled for {', '.join(others)}.")
         if name is not None:

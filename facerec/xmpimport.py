@@ -117,18 +117,17 @@ def _enrol(people: People, report: ImportReport, photo: Path, data: bytes, name:
     source = str(photo)
     try:
         name = people.resolve_name(name, confirm)
-        (check,) = people.check(name, [(data, source)], faces=lambda *_: [face])
+        (check,) = people.check(name, [(data, source)], faces=lambda *_: [face], shared=True)
         if check.kind == "enrolled":
             report.already.append((photo, name))
             return
         if check.skip:
             report.failed.append((photo, f"{name}: {check.skip}"))
             return
-        concerns = [c for c in check.concerns if not c.startswith("This photo is already enrolled for")]
-        if concerns and not confirm:
-            report.to_confirm.append((photo, name, " ".join(concerns)))
+        if check.concerns and not confirm:
+            report.to_confirm.append((photo, name, " ".join(check.concerns)))
             return
-        done = people.enroll(name, data, source, face=check.face or face, confirm=True)
+        done = people.enroll(name, data, source, face=face, confirm=True)
     except ConfirmationNeededError as exc:
         report.to_confirm.append((photo, name, " ".join(exc.concerns)))
         return
