@@ -723,17 +723,16 @@ def _load_embedder_cached(name: str, settings: Settings, head_stem: str | None,
     if name in ONNX_SOURCES:
         if head_stem is not None:
             raise ModelUnavailableError(f"{name} runs as ONNX and takes no head")
-        return Embedder(backbone, load_onnx_net(name, settings), weights_id=weights_id)
-    net = _litert_net(name, settings) if embedding_runtime(settings, head_stem) == "litert" else None
-    if net is not None:
-        if configured_weights_digest(name, settings) != weights_id:
-            raise ModelUnavailableError(f"the weights file configured for {name} changed while it was loading; "
-                                        "try again")
-        return Embedder(backbone, net, weights_id=weights_id)
-    import_tensorflow()
-    base = build_base(backbone, settings)
+        net = load_onnx_net(name, settings)
+    else:
+        net = _litert_net(name, settings) if embedding_runtime(settings, head_stem) == "litert" else None
+    if net is None:
+        import_tensorflow()
+        base = build_base(backbone, settings)
     if configured_weights_digest(name, settings) != weights_id:
         raise ModelUnavailableError(f"the weights file configured for {name} changed while it was loading; try again")
+    if net is not None:  # ONNX or LiteRT: no head
+        return Embedder(backbone, net, weights_id=weights_id)
     if head_stem is None:
         return Embedder(backbone, base, weights_id=weights_id)
     stem = Path(head_stem)
