@@ -18,7 +18,7 @@ from typing import Protocol, runtime_checkable
 import cv2
 import numpy as np
 
-from facerec.errors import ModelUnavailableError
+from facerec.errors import ConfigError, ModelUnavailableError
 from facerec.settings import Settings
 from facerec.types import Face
 
@@ -296,6 +296,8 @@ def _onet(settings: Settings):
     mtcnn wheel's Keras O-Net, compiled once (imports TensorFlow)."""
     from facerec import litert
 
+    if settings.runtime == "litert" and not litert.available():  # as embed.embedding_runtime says for the base
+        raise ConfigError("FACEREC_RUNTIME=litert, but LiteRT is not installed (pip install ai-edge-litert)")
     if settings.runtime != "keras" and litert.available():
         from facerec.weights import tflite_file
 

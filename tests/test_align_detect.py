@@ -218,3 +218,15 @@ def test_the_finer_pass_finds_celeba_faces_the_default_pass_misses(backend, phot
         assert len(faces) == 1 and faces[0].score >= det.confidence and min(faces[0].box[2:]) >= width
         if backend == "yunet":
             assert [f.box for f in default.detect(image)] == [f.box for f in faces]
+
+
+def test_o_net_asked_of_litert_without_it_is_an_error_not_a_silent_tensorflow(monkeypatch):
+    """``runtime="litert"`` where LiteRT is missing raises for O-Net as it does for the base."""
+    from facerec import litert
+    from facerec.detect import _onet
+    from facerec.errors import ConfigError
+    from facerec.settings import Settings
+
+    monkeypatch.setattr(litert, "available", lambda: False)
+    with pytest.raises(ConfigError, match="LiteRT is not installed"):
+        _onet(Settings(runtime="litert"))
