@@ -160,8 +160,11 @@ def _place(x: int, y: int, w: int, h: int, lw: int, lh: int, width: int, height:
     return lx, ly
 
 
+@lru_cache(maxsize=256)
 def _label_size(text: str, thick: int, width: int) -> tuple[np.ndarray, int, int, int]:
-    """The label's text mask, padding and outer size for line width ``thick`` in an image ``width`` wide."""
+    """The label's text mask (read-only), padding and outer size for line width ``thick`` in an image
+    ``width`` wide. Remembered: :func:`label_boxes` and :func:`draw_labels` both need it, and Live
+    draws the same labels on every frame."""
     size = 11 * thick + 3
     mask = text_mask(text, size)
     pad = max(2, size // 6)
@@ -169,6 +172,7 @@ def _label_size(text: str, thick: int, width: int) -> tuple[np.ndarray, int, int
         size = max(8, int(size * (width - 2 * pad) / mask.shape[1]))
         mask = text_mask(text, size)
         pad = max(2, size // 6)
+    mask.flags.writeable = False
     return mask, pad, mask.shape[1] + 2 * pad, mask.shape[0] + 2 * pad
 
 
