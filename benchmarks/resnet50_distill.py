@@ -15,8 +15,9 @@ Protocol, precisely:
   (every detected face of every train person, plain and mirrored views as separate rows:
   ResNet50 view v -> mobilefacenet view v). No test-half photo is used for any fitting,
   selection or threshold.
-* Fit: centre; PCA of the ResNet50 features (Gram eigendecomposition of the mirror-averaged
-  train features, top ``d`` axes, 0: all); ridge regression in that basis, closed form, strength
+* Fit (:func:`facerec.train.fit_distill`, as ``facerec train-head --method distill``): centre;
+  PCA of the ResNet50 features (Gram eigendecomposition of the mirror-averaged train features,
+  top ``d`` axes, 0: all); ridge regression in that basis, closed form, strength
   ``alpha = a * trace(Z'Z) / d``; map ``W = V (Z'Z + alpha I)^-1 Z'Y``; vector
   ``l2(l2((x0 - mx) W + my) + l2((x1 - mx) W + my))`` (x0, x1: plain and mirrored, as the
   product mirror-averages resnet50).
@@ -59,6 +60,7 @@ sys.path.insert(0, str(ROOT))
 from facerec.datasets import person_split  # noqa: E402
 from facerec.embed import l2_normalize  # noqa: E402
 from facerec.evaluate import best_overall, evaluate_open_set, open_set_metrics, open_set_scores  # noqa: E402
+from facerec.train import fit_distill  # noqa: E402
 
 BLOCK = 256
 
@@ -101,31 +103,6 @@ def features(shared: Path, cache: Path) -> dict:
     return out
 
 
-def fit_map(R: np.ndarray, M: np.ndarray, dims, strengths) -> dict:
-    """Ridge maps ``(d, a) -> (mx, W, my)`` from ``R`` ``(N, 2, F)`` to ``M`` ``(N, 2, D)`` (see the docstring)."""
-    mx = R.reshape(-1, R.shape[2]).mean(0)
-    my = M.reshape(-1, M.shape[2]).mean(0)
-    A = (R.mean(1) - mx).astype(np.float64)  # mirror-averaged, centred
-    lam, U = np.linalg.eigh(A @ A.T)
-    order = np.argsort(lam)[::-1]
-    lam, U = lam[order], U[:, order]
-    rank = int((lam > lam[0] * 1e-9).sum())
-    X = (R - mx).reshape(-1, R.shape[2]).astype(np.float32)
-    Y = (M - my).reshape(-1, M.shape[2]).astype(np.float64)
-    out = {}
-    for req in dims:
-        d = rank if req <= 0 else min(req, rank)
-        V = (A.T @ (U[:, :d] / np.sqrt(lam[:d]))).astype(np.float32)  # (F, d) orthonormal PCA axes
-        Z = (X @ V).astype(np.float64)
-        g, Q = np.linalg.eigh(Z.T @ Z)
-        ZtY = Q.T @ (Z.T @ Y)
-        for a in strengths:
-            alpha = a * g.sum() / d
-            Wz = Q @ (ZtY / (g + alpha)[:, None])
-            out[(req, a)] = (mx, (V @ Wz).astype(np.float32), my)
-    return out
-
-
 def apply_map(R: np.ndarray, m) -> np.ndarray:
     """Mirror-averaged unit vectors of the mapped ResNet50 features."""
     mx, W, my = m
@@ -146,17 +123,14 @@ def test_report(X, labels, valid, threshold: float) -> dict:
 
 
 def save_distilled_head(m, threshold: float, stem: Path, R_check: np.ndarray, metrics: dict) -> dict:
-    """Write the map as a facerec head: Dense(W) + BatchNorm(moving mean ``mx W - my``, variance
-    ``1 - eps``, gamma 1, beta 0) + L2, i.e. ``l2((x - mx) W + my)`` (the product mirror-averages
-    the head's outputs); load it back and compare with :func:`apply_map` on ``R_check``."""
+    """Write the map as a facerec head (:func:`facerec.train.linear_head`: ``l2((x - mx) W + my)``; the
+    product mirror-averages the head's outputs); load it back and compare with :func:`apply_map` on
+    ``R_check``."""
     from facerec.embed import HeadInfo, load_head, save_head
     from facerec.train import linear_head
 
     mx, W, my = m
-    head = linear_head(mx, W)
-    bn = head.get_layer("head_bn")
-    gamma, beta, mean, var = bn.get_weights()
-    bn.set_weights([gamma, beta, (mx @ W - my).astype(np.float32), var])
+    head = linear_head(mx, W, shift=my)
     info = HeadInfo(backbone="resnet50", in_dim=int(W.shape[0]), out_dim=int(W.shape[1]), threshold=threshold,
                     trained_on="lfw_dev train half (person_split)", command="benchmarks/resnet50_distill.py",
                     metrics={"method": "ridge distillation from mobilefacenet", **metrics})
@@ -196,7 +170,7 @@ def main(argv=None) -> int:
     cv: dict = {}
     for g in range(args.folds):
         fit_rows, val_rows = tr & (fold != g), train & (fold == g)
-        maps = fit_map(R[fit_rows], M[fit_rows], args.dims, args.strengths)
+        maps = fit_distill(R[fit_rows], M[fit_rows], args.strengths, args.dims)
         for key, m in maps.items():
             res = evaluate_open_set(apply_map(R[val_rows], m), labels[val_rows], k=3, valid=valid[val_rows])
             cv.setdefault(key, []).append(res)
@@ -209,7 +183,7 @@ def main(argv=None) -> int:
     crossfit_t = ceil4(float(np.mean([r.threshold for r in cv[best]])))
     print("cv:", json.dumps(cv_rows, indent=1), "chosen", best, file=sys.stderr)
 
-    final = fit_map(R[tr], M[tr], [best[0]], [best[1]])[best]
+    final = fit_distill(R[tr], M[tr], [best[1]], [best[0]])[best]
     Xd = apply_map(R, final)
     insample_t = ceil4(evaluate_open_set(Xd[train], labels[train], k=3, valid=valid[train]).threshold)
     rows = {

@@ -478,28 +478,40 @@ def cmd_train_head(args: argparse.Namespace) -> int:
     from facerec.detect import make_detector
     from facerec.embed import build_base, get_backbone
     from facerec.datasets import detect_dataset, labelled_photos
-    from facerec.train import base_features, train_head
+    from facerec.train import base_features, teacher_views, train_head
+    from facerec.weights import configured_weights_digest
 
     settings = _settings(args)
     backbone = get_backbone(settings.backbone)
+    method = args.method or backbone.head_method
+    teacher_name = args.teacher or backbone.head_teacher
+    if method == "distill":
+        if teacher_name == backbone.name:
+            raise FaceRecError(f"a head cannot be distilled from its own base ({teacher_name}); pick --teacher")
+        get_backbone(teacher_name)  # an unknown name fails here, before any work
     photos = labelled_photos(Path(args.data_dir), split=args.split)
     paths = [p for p, _ in photos]
     labels = [n for _, n in photos]
-    _warn(f"{len(paths)} photos of {len(set(labels))} people; backbone {backbone.name}")
+    _warn(f"{len(paths)} photos of {len(set(labels))} people; backbone {backbone.name}, head method {method}"
+          + (f" (teacher {teacher_name})" if method == "distill" else ""))
     faces = detect_dataset(paths, make_detector(settings), settings.cache_dir, _progress("detecting", args.quiet))
     valid = [f is not None for f in faces]
     base = build_base(backbone, settings)
-    from facerec.weights import configured_weights_digest
-
-    feats = base_features(paths, faces, backbone, base, args.views, settings.cache_dir, settings.batch_size,
+    views = args.views or (2 if method == "distill" else 3)
+    feats = base_features(paths, faces, backbone, base, views, settings.cache_dir, settings.batch_size,
                           progress=_progress("base features", args.quiet),
                           weights_id=configured_weights_digest(backbone.name, settings))
+    teacher = None
+    if method == "distill":
+        teacher = teacher_views(paths, faces, settings.replace(backbone=teacher_name),
+                                _progress(f"teacher {teacher_name}", args.quiet))
     out = Path(args.out) if args.out else settings.cache_dir / "heads" / backbone.name
     import numpy as np
 
     report = train_head(feats, labels, np.array(valid), backbone, out, epochs=args.epochs, dim=args.dim,
                         trained_on=f"{Path(args.data_dir).name} (split {args.split})",
-                        command="facerec " + shlex.join(sys.argv[1:]), verbose=0 if args.quiet else 2)
+                        command="facerec " + shlex.join(sys.argv[1:]), verbose=0 if args.quiet else 2,
+                        method=method, teacher=teacher, teacher_name=teacher_name)
     b, h = report.base_only, report.with_head
     _warn(f"held-out people (2 folds), k=3: base alone rank-1 {b['rank1']:.1%}, with head {h['rank1']:.1%}; "
           f"threshold {report.threshold:.3f} names {h['strangers_named']:.1%} of strangers, "
@@ -780,11 +792,21 @@ def build_parser() -> argparse.ArgumentParser:
                                    "cached; the head is measured and its threshold calibrated by two-fold "
                                    "cross-fitting over the people, then fitted on everyone.")
     t.add_argument("data_dir", metavar="DATA_DIR")
+    t.add_argument("--method", choices=["cosface", "lda", "distill"],
+                   help="how the head is fitted: cosface (trained with a margin loss), lda (closed form) or "
+                        "distill (closed form: a map from the base's features to a face network's vectors of the "
+                        "same faces, see --teacher); default per backbone: distill for resnet50, lda for vgg16, "
+                        "cosface for the others")
+    t.add_argument("--teacher", metavar="BASE",
+                   help="distill only: the face network whose vectors the head learns (default mobilefacenet)")
     t.add_argument("--epochs", type=int, default=40,
-                   help="training epochs for CosFace heads (default 40; LDA heads are solved in closed form)")
-    t.add_argument("--dim", type=int, help="identity vector length (default per backbone: 128; 256 for resnet50, vgg16)")
-    t.add_argument("--views", type=int, default=3,
-                   help="views per photo: original, mirror, then random shift/scale/colour (default 3)")
+                   help="training epochs for CosFace heads (default 40; LDA and distilled heads are solved in "
+                        "closed form)")
+    t.add_argument("--dim", type=int, help="identity vector length (default per backbone: 128; 256 for vgg16; a "
+                                           "distilled head has its teacher's)")
+    t.add_argument("--views", type=int,
+                   help="views per photo: original, mirror, then random shift/scale/colour (default 3; 2 for "
+                        "distill, whose teacher sees the original and the mirror)")
     t.add_argument("--split", choices=["all", "train", "test"], default="all",
                    help="use only this deterministic half of the people (see README)")
     t.add_argument("--out", metavar="STEM", help="write STEM.weights.h5 + STEM.json (default: cache dir)")

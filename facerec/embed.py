@@ -74,7 +74,9 @@ class Backbone:
             cells (1: global average pooling), keeping coarse spatial layout.
         power_norm: signed square root of the pooled values, then L2
             normalisation per cell and per layer (balances cells and layers).
-        head_method: how ``train-head`` fits the head: ``"cosface"`` or ``"lda"``.
+        head_method: how ``train-head`` fits the head: ``"cosface"``, ``"lda"`` or
+            ``"distill"`` (from ``head_teacher``'s vectors).
+        head_teacher: the face network a ``"distill"`` head learns from.
         lda_pca: PCA dimensions kept before LDA.
         head_dim: length of the head's identity vectors.
         lda_shrink: shrinkage of the within-person scatter toward a multiple
@@ -95,6 +97,7 @@ class Backbone:
     grid: int = 1
     power_norm: bool = False
     head_method: str = "cosface"
+    head_teacher: str = "mobilefacenet"
     lda_pca: int = 512
     head_dim: int = 128
     lda_shrink: float = 0.1
@@ -119,9 +122,9 @@ BACKBONES: dict[str, Backbone] = {
     ),
     "resnet50": Backbone(
         "resnet50", 224, "conv4_block6_out", 1.2, _caffe_preprocess, 0.9701,
-        "ResNet50 ImageNet (Keras), conv4 features on a 3x3 grid of a tight face crop + PCA/LDA head, "
-        "mirror-averaged",
-        grid=3, power_norm=True, head_method="lda", lda_pca=400, head_dim=256, flip=True,
+        "ResNet50 ImageNet (Keras), conv4 features on a 3x3 grid of a tight face crop + a head distilled from "
+        "mobilefacenet, mirror-averaged",
+        grid=3, power_norm=True, head_method="distill", flip=True,
     ),
     "vgg16": Backbone(
         "vgg16", 224, "block5_conv3", 1.2, _caffe_preprocess, 0.95,

@@ -6,7 +6,10 @@ mirror, shifted + colour-jittered) and cached; then only the small head
 (:func:`facerec.embed.build_head`) is fitted, by the backbone's ``head_method``:
 ``"cosface"`` trains it with a CosFace loss (softmax over identities with a
 cosine margin); ``"lda"`` fits it in closed form (PCA whitening, then linear
-discriminant analysis) and writes the projection into the same layers. The
+discriminant analysis) and writes the projection into the same layers;
+``"distill"`` fits, in closed form too, a ridge map from the base's features to
+a face network's (the *teacher's*) vectors of the same faces, so that the base
+learns what the face network sees (names are used only to measure it). The
 head is measured, and its recognition threshold calibrated, on people it was
 not fitted on (two-fold cross-fitting over the people, open-set protocol of
 :mod:`facerec.evaluate`); the saved head is fitted on everyone.
@@ -26,7 +29,7 @@ from facerec.align import face_crop, template
 from facerec.datasets import files_key
 from facerec.embed import Backbone, HeadInfo, build_head, l2_normalize, save_head
 from facerec.errors import FaceRecError
-from facerec.evaluate import evaluate_open_set
+from facerec.evaluate import embed_views, evaluate_open_set
 from facerec.storage import write_atomic
 from facerec.images import load_image
 from facerec.types import Face
@@ -86,6 +89,20 @@ def base_features(paths: Sequence[Path], faces: Sequence[Face | None], backbone:
     np.save(buf, out)
     write_atomic(cache, buf.getvalue())
     return out
+
+
+def teacher_views(paths: Sequence[Path], faces: Sequence[Face | None], settings,
+                  progress: Progress | None = None) -> np.ndarray:
+    """The vectors of ``settings.backbone`` (the teacher, without head) of each face, plain and mirrored.
+
+    Each face is aligned as that network wants it (its own crop and template).
+
+    Returns:
+        ``(N, 2, D)`` float32 unit vectors, view 0 plain and view 1 mirrored as in
+        :func:`base_features`; rows of photos without a face are zeros.
+    """
+    plain, mirror, _ = embed_views([settings.backbone], paths, faces, settings, progress=progress)[settings.backbone]
+    return np.stack([plain, mirror], axis=1)
 
 
 def _cosface_layer():
@@ -162,18 +179,65 @@ def fit_lda(X: np.ndarray, y: Sequence, pca_dim: int = 512, out_dim: int = 128,
     return mu.astype(np.float32), W.astype(np.float32)
 
 
-def linear_head(mean: np.ndarray, W: np.ndarray):
-    """A :func:`facerec.embed.build_head` model computing ``l2((x - mean) @ W)`` exactly.
+DISTILL_STRENGTHS = (0.1, 0.3, 1.0)
+"""Ridge strengths tried by ``"distill"`` heads, as multiples of the mean eigenvalue of the features'
+Gram matrix (benchmarks/results/resnet50_distill.json: 0.3 won on lfw_dev's train half)."""
+
+
+def fit_distill(R: np.ndarray, M: np.ndarray, strengths: Sequence[float] = DISTILL_STRENGTHS,
+                dims: Sequence[int] = (0,)) -> dict[tuple[int, float], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Ridge maps from base features to a teacher's vectors of the same faces, in closed form.
+
+    Centre; take the principal axes of the view-averaged rows (from their Gram matrix, so
+    ``F`` may far exceed ``N``), keep the top ``d`` (0: all, the rank); regress every view's
+    teacher vector on its features in that basis with strength ``a * trace(Z'Z) / d``.
+
+    Args:
+        R: ``(N, V, F)`` base features of N faces in V views (view v of a face in R and M
+            is the same picture: plain, mirrored, ...).
+        M: ``(N, V, D)`` the teacher's unit vectors of the same views.
+        strengths: the ``a`` values tried.
+        dims: the ``d`` values tried.
+
+    Returns:
+        ``{(d, a): (mx, W, my)}``: ``(F,)``, ``(F, D)``, ``(D,)`` float32; a view's vector is
+        ``l2((x - mx) @ W + my)`` (:func:`linear_head` with ``shift=my``).
+    """
+    mx = R.reshape(-1, R.shape[2]).mean(0)
+    my = M.reshape(-1, M.shape[2]).mean(0)
+    A = (R.mean(1) - mx).astype(np.float64)
+    lam, U = np.linalg.eigh(A @ A.T)
+    order = np.argsort(lam)[::-1]
+    lam, U = lam[order], U[:, order]
+    rank = int((lam > lam[0] * 1e-9).sum())
+    X = (R - mx).reshape(-1, R.shape[2]).astype(np.float32)
+    Y = (M - my).reshape(-1, M.shape[2]).astype(np.float64)
+    out = {}
+    for req in dims:
+        d = rank if req <= 0 else min(req, rank)
+        V = (A.T @ (U[:, :d] / np.sqrt(lam[:d]))).astype(np.float32)  # (F, d) orthonormal axes
+        Z = (X @ V).astype(np.float64)
+        g, Q = np.linalg.eigh(Z.T @ Z)
+        ZtY = Q.T @ (Z.T @ Y)
+        for a in strengths:
+            Wz = Q @ (ZtY / (g + a * g.sum() / d)[:, None])
+            out[(req, a)] = (mx.astype(np.float32), (V @ Wz).astype(np.float32), my.astype(np.float32))
+    return out
+
+
+def linear_head(mean: np.ndarray, W: np.ndarray, shift: np.ndarray | None = None):
+    """A :func:`facerec.embed.build_head` model computing ``l2((x - mean) @ W + shift)`` exactly.
 
     The projection goes into the dense layer; the BatchNorm layer is set to
-    subtract ``mean @ W`` and divide by 1 (moving variance ``1 - epsilon``).
+    subtract ``mean @ W - shift`` and divide by 1 (moving variance ``1 - epsilon``).
     """
     head = build_head(W.shape[0], W.shape[1])
     head.get_layer("head_dense").set_weights([W.astype(np.float32)])
     bn = head.get_layer("head_bn")
     var = np.full(W.shape[1], 1.0 - bn.epsilon, dtype=np.float32)
+    centre = mean @ W - (0 if shift is None else shift)
     bn.set_weights([np.ones(W.shape[1], np.float32), np.zeros(W.shape[1], np.float32),
-                    (mean @ W).astype(np.float32), var])
+                    centre.astype(np.float32), var])
     return head
 
 
@@ -199,13 +263,17 @@ def _mean_result(results: Sequence) -> dict:
 def train_head(feats: np.ndarray, labels: Sequence[str], valid: np.ndarray, backbone: Backbone, out_stem: Path,
                epochs: int = 40, dim: int | None = None, lr: float = 1e-2, folds: int = 2, seed: int = 0,
                trained_on: str = "", command: str = "", verbose: int = 0, method: str | None = None,
-               pca_dim: int | None = None) -> TrainReport:
+               pca_dim: int | None = None, teacher: np.ndarray | None = None,
+               teacher_name: str = "") -> TrainReport:
     """Train, measure and save a head.
 
     The people with 2+ photos are split into ``folds`` groups. For each group a
     head is fitted on the other groups and measured on that group plus everyone
     with one photo (k=3 open-set protocol); the threshold is the mean of the
-    groups' 5%-strangers thresholds. The saved head is then fitted on everyone.
+    groups' 5%-strangers thresholds. The saved head is then fitted on everyone
+    (``"distill"``: on every face, names are not needed to fit it). Where a method
+    has options (``"distill"``: the ridge strengths of :data:`DISTILL_STRENGTHS`), the
+    one with the best mean held-out overall score is kept.
 
     Args:
         feats: ``(N, V, F)`` base features (view 0 unaugmented, view 1 mirrored).
@@ -214,14 +282,17 @@ def train_head(feats: np.ndarray, labels: Sequence[str], valid: np.ndarray, back
         backbone: the base the features came from.
         out_stem: the head is written to ``out_stem.weights.h5`` + ``out_stem.json``.
         epochs: passes over the training features (at least 800 steps are run).
-        dim: identity vector length (default: the backbone's ``head_dim``).
+        dim: identity vector length (default: the backbone's ``head_dim``; ``"distill"``:
+            the teacher's, always).
         folds: groups of people for measuring and calibrating (>= 2).
-        method: ``"cosface"`` (trained, ``epochs``/``lr`` apply) or ``"lda"``
-            (closed form over every view); default: the backbone's ``head_method``.
+        method: ``"cosface"`` (trained, ``epochs``/``lr`` apply), ``"lda"`` (closed
+            form over every view) or ``"distill"`` (closed form, needs ``teacher``);
+            default: the backbone's ``head_method``.
         pca_dim: PCA dimensions kept before LDA (default: the backbone's ``lda_pca``).
+        teacher: ``"distill"`` only: ``(N, V', D)`` the teacher's unit vectors of the
+            same faces, view for view (views past ``min(V, V')`` are not used).
+        teacher_name: the teacher's name, recorded with the head.
     """
-    import keras
-
     labels, valid = np.asarray(labels), np.asarray(valid, dtype=bool)
     people, counts = np.unique(labels[valid], return_counts=True)
     multi = people[counts >= 2]
@@ -229,19 +300,30 @@ def train_head(feats: np.ndarray, labels: Sequence[str], valid: np.ndarray, back
         raise FaceRecError(f"too little training data: need at least {2 * max(folds, 2)} people with 2+ photos "
                            "each with a face")
     method = method or backbone.head_method
+    if method not in ("lda", "cosface", "distill"):
+        raise FaceRecError(f"unknown head method {method!r}; choose cosface, lda or distill")
+    if method == "distill":
+        if teacher is None or teacher.shape[0] != feats.shape[0]:
+            raise FaceRecError("a distilled head needs the teacher's vectors of the same faces")
+        n_views = min(feats.shape[1], teacher.shape[1])
+        feats, teacher = feats[:, :n_views], teacher[:, :n_views]
+        dim = teacher.shape[2]
     dim = dim or backbone.head_dim
-    if method not in ("lda", "cosface"):
-        raise FaceRecError(f"unknown head method {method!r}; choose cosface or lda")
     group = dict(zip(np.random.default_rng(seed).permutation(multi), np.arange(len(multi)) % folds))
     n_views = feats.shape[1]
 
-    def fit(mask: np.ndarray):
+    def fit(mask: np.ndarray) -> dict:
+        """The heads fitted on the rows in ``mask``, one per option of the method."""
+        if method == "distill":
+            return {a: linear_head(*m) for (_, a), m in fit_distill(feats[mask], teacher[mask]).items()}
         classes, y = np.unique(labels[mask], return_inverse=True)
         X, ys = feats[mask].reshape(-1, feats.shape[2]), np.repeat(y, n_views)
-        keras.utils.set_random_seed(seed)
         if method == "lda":
-            return linear_head(*fit_lda(X, ys, pca_dim or backbone.lda_pca, dim, backbone.lda_shrink))
-        return _train_cosface(X, ys, len(classes), dim, epochs, lr, verbose)
+            return {None: linear_head(*fit_lda(X, ys, pca_dim or backbone.lda_pca, dim, backbone.lda_shrink))}
+        import keras
+
+        keras.utils.set_random_seed(seed)
+        return {None: _train_cosface(X, ys, len(classes), dim, epochs, lr, verbose)}
 
     # measured as the product embeds: mirror-averaged where the backbone flips by default
     views = [0, 1] if backbone.flip and n_views >= 2 else [0]
@@ -249,20 +331,30 @@ def train_head(feats: np.ndarray, labels: Sequence[str], valid: np.ndarray, back
     def vectors(project, mask: np.ndarray) -> np.ndarray:
         return l2_normalize(sum(l2_normalize(project(feats[mask, v])) for v in views))
 
-    base_runs, head_runs = [], []
+    base_runs, head_runs = [], {}
     for g in range(folds):
         tr = valid & np.array([group.get(lab, g) != g for lab in labels])
         va = valid & ~tr
-        head = fit(tr)
         base_runs.append(evaluate_open_set(vectors(lambda x: x, va), labels[va], k=3))
-        head_runs.append(evaluate_open_set(
-            vectors(lambda x: np.asarray(head.predict(x, batch_size=512, verbose=0)), va), labels[va], k=3))
-    base_res, head_res = _mean_result(base_runs), _mean_result(head_runs)
-    everyone = valid & np.isin(labels, multi)
-    head = fit(everyone)
+        for option, head in fit(tr).items():
+            head_runs.setdefault(option, []).append(evaluate_open_set(
+                vectors(lambda x: np.asarray(head.predict(x, batch_size=512, verbose=0)), va), labels[va], k=3))
+    option = max(head_runs, key=lambda o: np.mean([r.overall for r in head_runs[o]]))
+    base_res, head_res = _mean_result(base_runs), _mean_result(head_runs[option])
+    everyone = valid if method == "distill" else valid & np.isin(labels, multi)
+    if method == "distill":
+        feats, teacher = feats[everyone], teacher[everyone]
+        head = linear_head(*fit_distill(feats, teacher, [option])[(0, option)])
+    else:
+        head = fit(everyone)[None]
+    metrics = {"method": method, "folds": folds, "base_only": base_res, "with_head": head_res}
+    if method == "distill":
+        metrics.update(teacher=teacher_name, ridge_strength=option, faces_fitted=int(everyone.sum()),
+                       views=n_views, options={str(o): round(float(np.mean([r.overall for r in rs])), 4)
+                                               for o, rs in head_runs.items()})
     info = HeadInfo(backbone=backbone.name, in_dim=int(feats.shape[2]), out_dim=int(head.output_shape[-1]),
                     threshold=round(head_res["threshold"], 4), trained_on=trained_on, command=command,
-                    metrics={"method": method, "folds": folds, "base_only": base_res, "with_head": head_res})
+                    metrics=metrics)
     save_head(head, info, out_stem)
     return TrainReport(len(multi), int(everyone.sum()), base_res, head_res,
                        head_res["threshold"], base_res["threshold"])

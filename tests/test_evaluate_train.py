@@ -62,7 +62,7 @@ def test_train_head_learns_identities_and_saves(tmp_path):
             labels.append(f"p{p}")
     feats = np.array(feats, dtype=np.float32)
     report = train_head(feats, labels, np.ones(len(labels), bool), BACKBONES["resnet50"], tmp_path / "h",
-                        epochs=30, dim=16)
+                        epochs=30, dim=16, method="lda")
     assert report.with_head["rank1"] > report.base_only["rank1"]
     head, info = load_head(tmp_path / "h")
     assert info.in_dim == dim and info.out_dim == 16 and 0 < info.threshold <= 1
@@ -106,6 +106,63 @@ def test_lda_head_finds_identity_dimensions(tmp_path):
     assert report.with_head["rank1"] > report.base_only["rank1"] + 0.2
     head, info = load_head(tmp_path / "h")
     assert info.metrics["method"] == "lda" and info.in_dim == 48 and 0 < info.threshold <= 1
+
+
+def _identity_data(seed: int, people: int = 60, dim: int = 48):
+    """Faces of ``people`` people (6 photos each, the last 10 one photo), 2 views each: identity in 8 of
+    ``dim`` feature dimensions under heavy nuisance noise, and a teacher that sees the identity alone."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(people, 8)) * 2
+    labels, feats, teacher = [], [], []
+    for p in range(people):
+        for _ in range(6 if p < people - 10 else 1):
+            idents = [centres[p] + rng.normal(scale=0.4, size=8) for _ in range(2)]
+            feats.append([np.concatenate([i, rng.normal(scale=3.0, size=dim - 8)]) for i in idents])
+            teacher.append([i / np.linalg.norm(i) for i in idents])
+            labels.append(f"p{p}")
+    return np.array(feats, np.float32), np.array(teacher, np.float32), labels
+
+
+def test_distilled_map_is_exact_in_the_head_and_recovers_a_linear_teacher(tmp_path):
+    """The ridge map from features to the teacher's vectors: a teacher that is a linear function of the
+    features is recovered, and the Keras head computes l2((x - mx) W + my) as fitted."""
+    from facerec.train import fit_distill, linear_head
+
+    rng = np.random.default_rng(3)
+    R = rng.normal(size=(300, 2, 40)).astype(np.float32)
+    T = rng.normal(size=(40, 6))
+    M = R @ T
+    maps = fit_distill(R, M, strengths=[1e-6, 1.0])
+    mx, W, my = maps[(0, 1e-6)]
+    x = rng.normal(size=(50, 40)).astype(np.float32)
+    assert np.allclose((x - mx) @ W + my, x @ T, atol=1e-3)
+    mx1, W1, my1 = maps[(0, 1.0)]  # a strong ridge shrinks the map
+    assert np.linalg.norm(W1) < 0.9 * np.linalg.norm(W)
+    ref = (x - mx) @ W + my
+    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+    got = np.asarray(linear_head(mx, W, shift=my)(x, training=False))
+    assert np.allclose(got, ref, atol=1e-5)
+
+
+def test_distilled_head_learns_what_the_teacher_sees_from_every_face(tmp_path):
+    feats, teacher, labels = _identity_data(2)
+    report = train_head(feats, labels, np.ones(len(labels), bool), BACKBONES["resnet50"], tmp_path / "h",
+                        teacher=teacher, teacher_name="ideal")
+    assert report.with_head["rank1"] > report.base_only["rank1"] + 0.2
+    head, info = load_head(tmp_path / "h")
+    m = info.metrics
+    assert m["method"] == "distill" and m["teacher"] == "ideal" and info.out_dim == 8 and info.in_dim == 48
+    assert m["faces_fitted"] == len(labels)  # the one-photo people's faces too: names are not needed to fit
+    assert m["ridge_strength"] in (0.1, 0.3, 1.0) and 0 < info.threshold <= 1
+
+
+def test_distilled_head_without_a_teacher_is_refused_and_writes_nothing(tmp_path):
+    from facerec.errors import FaceRecError
+
+    feats, _, labels = _identity_data(4)
+    with pytest.raises(FaceRecError, match="teacher"):
+        train_head(feats, labels, np.ones(len(labels), bool), BACKBONES["resnet50"], tmp_path / "h")
+    assert not list(tmp_path.iterdir())
 
 
 def test_train_head_refuses_too_few_people_and_writes_nothing(tmp_path):

@@ -66,3 +66,33 @@ def test_cold_tag_in_a_fresh_process_names_the_enrolled(tmp_path):
     rows = list(csv.reader(io.StringIO(proc.stdout)))
     assert len({r[0] for r in rows}) >= 4
     assert sum(r[2] == "Ben" for r in rows) >= 4
+
+
+def test_train_head_distills_a_head_from_the_face_network_end_to_end(tmp_path, capsys):
+    """`train-head --method distill` on real faces: face-resnet's features mapped onto mobilefacenet's
+    vectors; the head is written, says what it learnt from, and `identify --head` uses it."""
+    import json
+
+    out = tmp_path / "heads" / "fr"
+    args = ["train-head", str(CELEB5 / "train"), "--backbone", "face-resnet", "--method", "distill",
+            "--out", str(out), "-q"]
+    assert cli.main(args) == 0
+    assert capsys.readouterr().out.strip() == f"{out}.weights.h5"
+    info = json.loads(out.with_suffix(".json").read_text())
+    assert info["metrics"]["method"] == "distill" and info["metrics"]["teacher"] == "mobilefacenet"
+    assert info["in_dim"] == 128 and info["out_dim"] == 192 and info["metrics"]["views"] == 2
+    g = ["--gallery", str(tmp_path / "gallery"), "--backbone", "face-resnet", "--head", str(out), "-q"]
+    assert cli.main(["enroll", "--yes", str(CELEB5 / "train"), *g]) == 0
+    capsys.readouterr()
+    assert cli.main(["identify", str(CELEB5 / "val" / "ben_afflek"), *g]) == 0
+    names = [row.split(",")[1] for row in capsys.readouterr().out.splitlines()]
+    assert names.count("ben_afflek") >= len(names) - 1, names
+
+
+def test_train_head_refuses_to_distill_a_base_from_itself(tmp_path, capsys):
+    out = tmp_path / "h"
+    rc = cli.main(["train-head", str(CELEB5 / "train"), "--backbone", "mobilefacenet", "--method", "distill",
+                   "--out", str(out), "-q"])
+    err = capsys.readouterr().err
+    assert rc != 0 and "own base" in err and len(err.strip().splitlines()) == 1
+    assert not tmp_path.joinpath("h.json").exists()
