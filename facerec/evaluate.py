@@ -472,15 +472,15 @@ def compare_bases(shared: Path, bases: Sequence[str] = ("face-resnet", "mobilefa
     (``at_3pct_calibration``) and, for a base's default flip setting with a shipped stranger
     curve, at the gallery-size-aware threshold the product uses (``at_gallery_threshold``:
     each fold's own, from its enrolled people's photo counts). ``"name+head"`` entries use the
-    base's shipped head (trained on lfw_dev's train half) at the head's own threshold, without
-    mirroring.
+    base's shipped head (trained on lfw_dev's train half) at the head's own threshold and, where
+    the head carries one, its stranger curve, mirror-averaged where the base is by default.
     """
     import math
 
     from facerec.detect import make_detector
     from facerec.embed import get_backbone, l2_normalize, read_head_info, shipped_head
     from facerec.settings import Settings
-    from facerec.thresholds import stranger_curve as stranger_curve_of
+    from facerec.thresholds import head_curve, stranger_curve as stranger_curve_of
     from facerec.datasets import detect_dataset, labelled_photos, person_split
 
     settings = settings or Settings()
@@ -499,7 +499,7 @@ def compare_bases(shared: Path, bases: Sequence[str] = ("face-resnet", "mobilefa
     for base in bases:
         head = base.endswith("+head")
         backbone = get_backbone(base.split("+")[0])
-        for flip in ((False,) if head else (False, True)):
+        for flip in ((backbone.flip,) if head else (False, True)):
             label = base + ("+flip" if flip else "")
 
             def vectors(views):
@@ -525,6 +525,8 @@ def compare_bases(shared: Path, bases: Sequence[str] = ("face-resnet", "mobilefa
             _, cy, _, cv, cvecs = data["celeba_dev"]
             Xc = vectors(cvecs[base])
             curve = stranger_curve_of(backbone.name) if registry is not None else None
+            if head:  # the head's own curve, from the people it was not fitted on
+                curve = head_curve(shipped_head(backbone.name))
 
             def at_gallery(report: dict, pred, score, truth, known, thresholds, failures, people) -> None:
                 r = open_set_metrics(pred, score, truth, known, thresholds, failures, people).to_dict()

@@ -80,24 +80,48 @@ def stranger_curve(base: str) -> StrangerCurve | None:
     return StrangerCurve.from_dict(json.loads(path.read_text()))
 
 
+_HEAD_CURVES: dict[tuple[str, int], StrangerCurve | None] = {}
+
+
+def head_curve(stem: Path) -> StrangerCurve | None:
+    """The :class:`StrangerCurve` a head's description carries (``None``: it has none); read
+    again only when the file changes."""
+    from facerec.embed import head_paths, read_head_info
+
+    info = head_paths(stem)[1]
+    key = (str(info), info.stat().st_mtime_ns)
+    if key not in _HEAD_CURVES:
+        doc = read_head_info(stem).stranger_curve
+        _HEAD_CURVES[key] = StrangerCurve.from_dict(doc) if doc else None
+    return _HEAD_CURVES[key]
+
+
+def curve_for(settings) -> StrangerCurve | None:
+    """The stranger curve of the settings' base, or of its head where one is used."""
+    from facerec.embed import head_stem
+
+    stem = head_stem(settings)
+    return stranger_curve(settings.backbone) if stem is None else head_curve(stem)
+
+
 def recognition_threshold(settings, names: Sequence[str] | None = None, fixed: float | None = None) -> float:
-    """The threshold for a gallery: ``settings.threshold`` when set; else, for a base used
-    without a head that ships a :class:`StrangerCurve`, the curve's threshold for the
-    gallery's photos per person (``names``: one per enrolled vector); else the base and
-    head's fixed calibrated threshold. Reads no model.
+    """The threshold for a gallery: ``settings.threshold`` when set; else, where the base (or
+    the head on it) has a :class:`StrangerCurve`, the curve's threshold for the gallery's
+    photos per person (``names``: one per enrolled vector); else the base and head's fixed
+    calibrated threshold. Reads no model.
 
     Args:
         fixed: the loaded embedder's own threshold, when known: an embedder built with
             another threshold than its base's calibrated one keeps it (no curve applies).
     """
-    from facerec.embed import calibrated_threshold, uses_head
+    from facerec.embed import calibrated_threshold
 
     if settings.threshold is not None:
         return float(settings.threshold)
     calibrated = calibrated_threshold(settings)
     if fixed is not None and fixed != calibrated:
         return float(fixed)
-    curve = None if uses_head(settings) else stranger_curve(settings.backbone)
+    curve = curve_for(settings)
     if curve is None or not names:
         return calibrated
     _, counts = np.unique(np.asarray(names), return_counts=True)

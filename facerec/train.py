@@ -29,7 +29,7 @@ from facerec.align import face_crop, template
 from facerec.datasets import files_key
 from facerec.embed import Backbone, HeadInfo, build_head, l2_normalize, save_head
 from facerec.errors import FaceRecError
-from facerec.evaluate import embed_views, evaluate_open_set
+from facerec.evaluate import embed_views, evaluate_open_set, stranger_curve
 from facerec.storage import write_atomic
 from facerec.images import load_image
 from facerec.types import Face
@@ -179,6 +179,9 @@ def fit_lda(X: np.ndarray, y: Sequence, pca_dim: int = 512, out_dim: int = 128,
     return mu.astype(np.float32), W.astype(np.float32)
 
 
+CURVE_GRID = np.round(np.arange(0.0, 1.0005, 0.001), 3)
+"""The thresholds at which a head's stranger curve is measured."""
+
 DISTILL_STRENGTHS = (0.1, 0.3, 1.0)
 """Ridge strengths tried by ``"distill"`` heads, as multiples of the mean eigenvalue of the features'
 Gram matrix (benchmarks/results/resnet50_distill.json: 0.3 won on lfw_dev's train half)."""
@@ -270,7 +273,9 @@ def train_head(feats: np.ndarray, labels: Sequence[str], valid: np.ndarray, back
     The people with 2+ photos are split into ``folds`` groups. For each group a
     head is fitted on the other groups and measured on that group plus everyone
     with one photo (k=3 open-set protocol); the threshold is the mean of the
-    groups' 5%-strangers thresholds. The saved head is then fitted on everyone
+    groups' 5%-strangers thresholds, and the head's stranger curve (its threshold for a
+    gallery of any size, :class:`facerec.thresholds.StrangerCurve`) is the mean of the
+    groups' curves. The saved head is then fitted on everyone
     (``"distill"``: on every face, names are not needed to fit it). Where a method
     has options (``"distill"``: the ridge strengths of :data:`DISTILL_STRENGTHS`), the
     one with the best mean held-out overall score is kept.
@@ -312,10 +317,10 @@ def train_head(feats: np.ndarray, labels: Sequence[str], valid: np.ndarray, back
     group = dict(zip(np.random.default_rng(seed).permutation(multi), np.arange(len(multi)) % folds))
     n_views = feats.shape[1]
 
-    def fit(mask: np.ndarray) -> dict:
+    def fit(mask: np.ndarray, strengths: Sequence[float] = DISTILL_STRENGTHS) -> dict:
         """The heads fitted on the rows in ``mask``, one per option of the method."""
         if method == "distill":
-            return {a: linear_head(*m) for (_, a), m in fit_distill(feats[mask], teacher[mask]).items()}
+            return {a: linear_head(*m) for (_, a), m in fit_distill(feats[mask], teacher[mask], strengths).items()}
         classes, y = np.unique(labels[mask], return_inverse=True)
         X, ys = feats[mask].reshape(-1, feats.shape[2]), np.repeat(y, n_views)
         if method == "lda":
@@ -331,22 +336,19 @@ def train_head(feats: np.ndarray, labels: Sequence[str], valid: np.ndarray, back
     def vectors(project, mask: np.ndarray) -> np.ndarray:
         return l2_normalize(sum(l2_normalize(project(feats[mask, v])) for v in views))
 
-    base_runs, head_runs = [], {}
+    base_runs, head_runs, held_out = [], {}, {}
     for g in range(folds):
         tr = valid & np.array([group.get(lab, g) != g for lab in labels])
         va = valid & ~tr
         base_runs.append(evaluate_open_set(vectors(lambda x: x, va), labels[va], k=3))
         for option, head in fit(tr).items():
-            head_runs.setdefault(option, []).append(evaluate_open_set(
-                vectors(lambda x: np.asarray(head.predict(x, batch_size=512, verbose=0)), va), labels[va], k=3))
+            X = vectors(lambda x: np.asarray(head.predict(x, batch_size=512, verbose=0)), va)
+            head_runs.setdefault(option, []).append(evaluate_open_set(X, labels[va], k=3))
+            held_out.setdefault(option, []).append((X, labels[va]))
     option = max(head_runs, key=lambda o: np.mean([r.overall for r in head_runs[o]]))
     base_res, head_res = _mean_result(base_runs), _mean_result(head_runs[option])
     everyone = valid if method == "distill" else valid & np.isin(labels, multi)
-    if method == "distill":
-        feats, teacher = feats[everyone], teacher[everyone]
-        head = linear_head(*fit_distill(feats, teacher, [option])[(0, option)])
-    else:
-        head = fit(everyone)[None]
+    head = fit(everyone, [option])[option]
     metrics = {"method": method, "folds": folds, "base_only": base_res, "with_head": head_res}
     if method == "distill":
         metrics.update(teacher=teacher_name, ridge_strength=option, faces_fitted=int(everyone.sum()),
@@ -354,10 +356,18 @@ def train_head(feats: np.ndarray, labels: Sequence[str], valid: np.ndarray, back
                                                for o, rs in head_runs.items()})
     info = HeadInfo(backbone=backbone.name, in_dim=int(feats.shape[2]), out_dim=int(head.output_shape[-1]),
                     threshold=round(head_res["threshold"], 4), trained_on=trained_on, command=command,
-                    metrics=metrics)
+                    metrics=metrics, stranger_curve=_mean_curve(held_out[option]))
     save_head(head, info, out_stem)
     return TrainReport(len(multi), int(everyone.sum()), base_res, head_res,
                        head_res["threshold"], base_res["threshold"])
+
+
+def _mean_curve(held_out: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict:
+    """The mean of the :func:`facerec.evaluate.stranger_curve` of each ``(vectors, labels)`` group
+    of held-out people, as a :class:`facerec.thresholds.StrangerCurve` dict."""
+    curves = [stranger_curve(X, y, np.ones(len(y), bool), CURVE_GRID) for X, y in held_out]
+    survival = np.mean([c.survival for c in curves], axis=0)
+    return curves[0].to_dict() | {"survival": [[float(f"{v:.4g}") for v in row] for row in survival]}
 
 
 def _train_cosface(Xtr: np.ndarray, ytr: np.ndarray, n_classes: int, dim: int, epochs: int, lr: float,

@@ -161,6 +161,26 @@ def test_recognition_threshold_follows_the_gallery_unless_set():
     one = stranger_curve("face-resnet").threshold([1])
     assert recognition_threshold(s, ["a"], fixed=calibrated_threshold(s)) == one  # the base's own: the curve
     assert recognition_threshold(s, ["a"], fixed=0.8) == 0.8  # an embedder built with its own threshold
-    r50 = Settings(backbone="resnet50")  # a base used with its head: the head's fixed threshold
-    assert recognition_threshold(r50, ["a"]) == calibrated_threshold(r50)
+    r50 = Settings(backbone="resnet50")  # a base used with its head: the head's own curve
+    assert recognition_threshold(r50, ["a"]) < recognition_threshold(r50, [f"p{i}" for i in range(500)])
+
+
+def test_a_head_without_a_stranger_curve_keeps_its_fixed_threshold(tmp_path):
+    """Heads written before 0.10 carry no curve: their calibrated threshold applies to every gallery;
+    once the description gains a curve (the file changes), the threshold follows the gallery."""
+    import json
+
+    from facerec.embed import HeadInfo, calibrated_threshold, head_paths
+    from facerec.settings import Settings
+    from facerec.thresholds import StrangerCurve, recognition_threshold
+
+    stem = tmp_path / "old"
+    info = head_paths(stem)[1]
+    info.write_text(json.dumps(HeadInfo("resnet50", 8, 4, 0.4).__dict__))
+    s = Settings(backbone="resnet50", head=stem)
+    assert calibrated_threshold(s) == 0.4
+    assert recognition_threshold(s, ["a"]) == recognition_threshold(s, [f"p{i}" for i in range(500)]) == 0.4
+    curve = StrangerCurve((0.3, 0.5, 0.7), ((0.1, 0.001, 0.0),), 0.02)
+    info.write_text(json.dumps(HeadInfo("resnet50", 8, 4, 0.4, stranger_curve=curve.to_dict()).__dict__) + " ")
+    assert recognition_threshold(s, ["a"]) == 0.5 and recognition_threshold(s, [f"p{i}" for i in range(500)]) == 0.7
 

@@ -154,6 +154,11 @@ def test_distilled_head_learns_what_the_teacher_sees_from_every_face(tmp_path):
     assert m["method"] == "distill" and m["teacher"] == "ideal" and info.out_dim == 8 and info.in_dim == 48
     assert m["faces_fitted"] == len(labels)  # the one-photo people's faces too: names are not needed to fit
     assert m["ridge_strength"] in (0.1, 0.3, 1.0) and 0 < info.threshold <= 1
+    # its stranger curve, from the held-out people: a larger gallery needs a higher threshold
+    from facerec.thresholds import StrangerCurve
+
+    curve = StrangerCurve.from_dict(info.stranger_curve)
+    assert len(curve.survival) == 5 and curve.threshold([1] * 5) < curve.threshold([1] * 500)
 
 
 def test_distilled_head_without_a_teacher_is_refused_and_writes_nothing(tmp_path):
