@@ -513,9 +513,10 @@ def cmd_train_head(args: argparse.Namespace) -> int:
                         command="facerec " + shlex.join(sys.argv[1:]), verbose=0 if args.quiet else 2,
                         method=method, teacher=teacher, teacher_name=teacher_name)
     b, h = report.base_only, report.with_head
-    _warn(f"held-out people (2 folds), k=3: base alone rank-1 {b['rank1']:.1%}, with head {h['rank1']:.1%}; "
-          f"threshold {report.threshold:.3f} names {h['strangers_named']:.1%} of strangers, "
-          f"{h['named_right']:.1%} of enrolled probes")
+    _warn(f"held-out people ({report.folds} folds), k=3: base alone rank-1 {b['rank1']:.1%}, with head "
+          f"{h['rank1']:.1%}, {h['named_right']:.1%} of enrolled probes named where {h['strangers_named']:.1%} of "
+          f"strangers are; threshold {report.threshold:.3f} (5% of strangers named with this data's people enrolled; "
+          "the head's stranger curve sets it for each gallery)")
     print(f"{out}.weights.h5")
     return 0
 
