@@ -182,6 +182,14 @@ def fit_lda(X: np.ndarray, y: Sequence, pca_dim: int = 512, out_dim: int = 128,
 CURVE_GRID = np.round(np.arange(0.0, 1.0005, 0.001), 3)
 """The thresholds at which a head's stranger curve is measured."""
 
+DISTILL_FOLDS = 10
+"""Groups of people a distilled head is measured and calibrated over. It is fitted on every face
+(names are not needed), so everyone, one-photo people too, is split into the groups, and each
+measured head sees 90% of the faces, close to the saved one. With fewer, the measured heads were
+weaker than the saved one and their curve too strict (resnet50 on lfw_dev's test half, k=3, 2%
+aimed at: 0.2% of strangers named with 2 groups of the multi-photo people, 1.5% with 5 groups of
+everyone, 1.9% with 10)."""
+
 DISTILL_STRENGTHS = (0.1, 0.3, 1.0)
 """Ridge strengths tried by ``"distill"`` heads, as multiples of the mean eigenvalue of the features'
 Gram matrix (benchmarks/results/resnet50_distill.json: 0.3 won on lfw_dev's train half)."""
@@ -271,20 +279,14 @@ def train_head(feats: np.ndarray, labels: Sequence[str], valid: np.ndarray, back
                teacher_name: str = "") -> TrainReport:
     """Train, measure and save a head.
 
-    The people with 2+ photos are split into ``folds`` groups. For each group a
-    head is fitted on the other groups and measured on that group plus everyone
-    with one photo (k=3 open-set protocol); the threshold is the mean of the
-    groups' 5%-strangers thresholds (in the metrics). The head's stranger curve (its
-    threshold for a gallery of any size, :class:`facerec.thresholds.StrangerCurve`) is
-    the mean of the groups' curves, and its fixed threshold the curve's for a gallery of
-    this data's size (:func:`_reference_threshold`). The saved head is then fitted on everyone. ``"distill"`` fits on
-    every face (names are not needed), so there everyone, one-photo people too, is split
-    into the groups, and 10 groups by default: each measured head is fitted on 90% of
-    the faces, close to the saved one. With fewer, the measured heads were weaker than
-    the saved one and their curve too strict (resnet50 on lfw_dev's test half, k=3, 2%
-    aimed at: 0.2% of strangers named with 2 groups of the multi-photo people, 1.5%
-    with 5 groups of everyone, 1.9% with 10). Where a method has options (``"distill"``: the ridge strengths of
-    :data:`DISTILL_STRENGTHS`), the one with the best mean held-out overall is kept.
+    The people with 2+ photos are split into ``folds`` groups (``"distill"``, fitted on
+    every face: everyone, see :data:`DISTILL_FOLDS`). For each group a head is fitted on
+    the others and measured on that group plus everyone with one photo (k=3 open set).
+    Where a method has options (``"distill"``: :data:`DISTILL_STRENGTHS`), the one with
+    the best mean held-out overall is kept. The head's stranger curve (its threshold for
+    a gallery of any size, :class:`facerec.thresholds.StrangerCurve`) is the mean of the
+    groups' curves, its fixed threshold the curve's for this data's people
+    (:func:`_reference_threshold`). The saved head is then fitted on everyone.
 
     Args:
         feats: ``(N, V, F)`` base features (view 0 unaugmented, view 1 mirrored).
@@ -295,8 +297,8 @@ def train_head(feats: np.ndarray, labels: Sequence[str], valid: np.ndarray, back
         epochs: passes over the training features (at least 800 steps are run).
         dim: identity vector length (default: the backbone's ``head_dim``; ``"distill"``:
             the teacher's, always).
-        folds: groups of people for measuring and calibrating (>= 2; default for
-            ``"distill"``: 10, fewer where there are under 20 people with 2+ photos; else 2).
+        folds: groups of people for measuring and calibrating (>= 2; default 2, and
+            :data:`DISTILL_FOLDS` for ``"distill"``, fewer with under 20 people with 2+ photos).
         method: ``"cosface"`` (trained, ``epochs``/``lr`` apply), ``"lda"`` (closed
             form over every view) or ``"distill"`` (closed form, needs ``teacher``);
             default: the backbone's ``head_method``.
@@ -309,7 +311,7 @@ def train_head(feats: np.ndarray, labels: Sequence[str], valid: np.ndarray, back
     method = method or backbone.head_method
     people, counts = np.unique(labels[valid], return_counts=True)
     multi = people[counts >= 2]
-    folds = folds or (min(10, max(2, len(multi) // 2)) if method == "distill" else 2)
+    folds = folds or (min(DISTILL_FOLDS, max(2, len(multi) // 2)) if method == "distill" else 2)
     if len(multi) < 2 * max(folds, 2):
         raise FaceRecError(f"too little training data: need at least {2 * max(folds, 2)} people with 2+ photos "
                            "each with a face")
@@ -322,8 +324,7 @@ def train_head(feats: np.ndarray, labels: Sequence[str], valid: np.ndarray, back
         feats, teacher = feats[:, :n_views], teacher[:, :n_views]
         dim = teacher.shape[2]
     dim = dim or backbone.head_dim
-    # a distilled head is fitted on every face, so the one-photo people are split into the groups too
-    grouped = people if method == "distill" else multi
+    grouped = people if method == "distill" else multi  # a distilled head is fitted on every face
     group = dict(zip(np.random.default_rng(seed).permutation(grouped), np.arange(len(grouped)) % folds))
     n_views = feats.shape[1]
 
