@@ -23,7 +23,7 @@ from facerec import tflogs as _tflogs
 
 _tflogs.install()
 
-__version__ = "0.9.0"
+__version__ = "0.10.0"
 
 # Public names are resolved on first use (PEP 562), so that ``import facerec`` (and the
 # tag cache's fast path) imports neither scikit-learn nor TensorFlow.
