@@ -758,8 +758,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train-head", parents=[common, model], help="train a head on a frozen base",
                        description="Train the head on DATA_DIR/<person>/<photos> with the base frozen. Features are "
-                                   "cached; the head is measured and its threshold calibrated by two-fold "
-                                   "cross-fitting over the people, then fitted on everyone.")
+                                   "cached; the head is measured, and its stranger curve (the threshold for "
+                                   "each gallery's size) calibrated, by cross-fitting over groups of people, "
+                                   "then fitted on everyone.")
     t.add_argument("data_dir", metavar="DATA_DIR")
     t.add_argument("--method", choices=["cosface", "lda", "distill"],
                    help="how the head is fitted: cosface (trained with a margin loss), lda (closed form) or "

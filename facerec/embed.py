@@ -412,10 +412,12 @@ def build_head(in_dim: int, out_dim: int = 128, dropout: float = 0.2):
 class HeadInfo:
     """What a head file carries beside its weights (a JSON sidecar).
 
-    ``threshold`` names 5% of strangers on held-out people (cross-fitted); ``stranger_curve``
-    (a :class:`facerec.thresholds.StrangerCurve` as a dict, from the same held-out people)
-    lets the threshold follow the gallery's size as a bare base's curve does; heads written
-    before facerec 0.10 have none and keep the fixed threshold.
+    ``stranger_curve`` (a :class:`facerec.thresholds.StrangerCurve` as a dict, measured by
+    ``train-head`` on people the measured heads were not fitted on) lets the threshold follow
+    the gallery's size as a bare base's curve does; ``threshold`` is the fixed one, where no
+    curve applies: the curve's for 5% of strangers with the training people enrolled k=3.
+    Heads written before facerec 0.10 have no curve; their fixed threshold names 5% of
+    strangers on held-out people and applies to every gallery.
     """
 
     backbone: str

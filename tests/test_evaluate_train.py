@@ -106,6 +106,7 @@ def test_lda_head_finds_identity_dimensions(tmp_path):
     assert report.with_head["rank1"] > report.base_only["rank1"] + 0.2
     head, info = load_head(tmp_path / "h")
     assert info.metrics["method"] == "lda" and info.in_dim == 48 and 0 < info.threshold <= 1
+    assert len(info.stranger_curve["survival"]) == 5  # every method's head carries its curve
 
 
 def _identity_data(seed: int, people: int = 60, dim: int = 48):
