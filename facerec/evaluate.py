@@ -562,8 +562,9 @@ CURVE_GRIDS = {"face-resnet": (0.80, 1.0), "mobilefacenet": (0.20, 1.0)}
 """Where each base's match scores of strangers spread (lfw_dev), for its curve's grid."""
 
 
-def _write_curves(shared: Path, bases: Sequence[str], out_dir: Path, argv) -> int:
-    """``--write-curves``: :func:`stranger_curve` of each base on lfw_dev's train half."""
+def _write_curves(shared: Path, bases: Sequence[str], out_dir: Path, argv, tail: float | None = None) -> int:
+    """``--write-curves``: :func:`stranger_curve` of each base on lfw_dev's train half (with
+    ``tail``, its far tail modelled: :meth:`facerec.thresholds.StrangerCurve.with_tail`)."""
     import json
     import sys
 
@@ -584,6 +585,7 @@ def _write_curves(shared: Path, bases: Sequence[str], out_dir: Path, argv) -> in
         X = l2_normalize(plain + mirror) if get_backbone(base).flip else plain
         lo, hi = CURVE_GRIDS.get(base, (0.0, 1.0))
         curve = stranger_curve(X, labels, valid, np.round(np.arange(lo, hi, 0.0005), 4))
+        curve = curve.with_tail(tail) if tail else curve
         doc = {"base": base, "data": "lfw_dev train half (facerec.datasets.person_split)",
                "photos": len(paths), "faces": int(valid.sum()),
                "command": "python -m facerec.evaluate " + " ".join(sys.argv[1:] if argv is None else argv),
@@ -611,9 +613,12 @@ def _main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--write-curves", type=Path, metavar="DIR",
                     help="instead, calibrate each base's stranger curve on lfw_dev's train half and write "
                          "DIR/<base>.json (the shipped ones: facerec/calibration)")
+    ap.add_argument("--tail", type=float, metavar="Q",
+                    help="with --write-curves: model each curve's tail above its Q quantile (e.g. 0.99) instead "
+                         "of counting it, for calibration sets too small to count it (the shipped curves count)")
     args = ap.parse_args(argv)
     if args.write_curves:
-        return _write_curves(args.shared, args.bases, args.write_curves, argv)
+        return _write_curves(args.shared, args.bases, args.write_curves, argv, args.tail)
     if args.json is None:
         ap.error("--json is required")
     t0 = time.time()

@@ -184,3 +184,24 @@ def test_a_head_without_a_stranger_curve_keeps_its_fixed_threshold(tmp_path):
     info.write_text(json.dumps(HeadInfo("resnet50", 8, 4, 0.4, stranger_curve=curve.to_dict()).__dict__) + " ")
     assert recognition_threshold(s, ["a"]) == 0.5 and recognition_threshold(s, [f"p{i}" for i in range(500)]) == 0.7
 
+
+
+def test_a_curve_with_its_tail_modelled_reaches_past_what_few_pairs_counted():
+    """Stranger scores with an exponential tail: counted from few pairs, the curve's far tail is
+    empty (a big gallery's threshold falls to where those pairs stop); modelled above the 99th
+    percentile, it follows the true tail, and a curve already exponential there is kept."""
+    from facerec.thresholds import StrangerCurve
+
+    grid = np.round(np.arange(0.0, 1.0, 0.001), 3)
+    true = np.minimum(1.0, np.exp(-(grid - 0.3) / 0.05))  # P(score >= t)
+    rng = np.random.default_rng(0)
+    few = 0.3 + rng.exponential(0.05, 3000)
+    counted = (few[None, :] >= grid[:, None]).mean(axis=1)
+    exact = StrangerCurve(tuple(grid), (tuple(true),), 0.02)
+    small = StrangerCurve(tuple(grid), (tuple(counted),), 0.02)
+    people = [1] * 500  # 2% over 500 people: 4e-5 a pair, past what 3,000 pairs can count
+    want = exact.threshold(people)
+    assert small.threshold(people) < want - 0.05
+    assert abs(small.with_tail(0.99).threshold(people) - want) < 0.02
+    assert abs(exact.with_tail(0.99).threshold(people) - want) < 0.005
+    assert small.with_tail(0.99).survival[0][:100] == small.survival[0][:100]  # below the tail: as counted
