@@ -176,9 +176,9 @@ def threshold_range(calibrated: float) -> tuple[float, float]:
     Match scores are cosine similarities, and where they spread depends on the base. Best
     matches on lfw_dev's test half (``facerec eval`` protocol, 1st to 99th percentile):
     face-resnet (calibrated 0.94): strangers 0.90-0.95, enrolled people 0.94-0.985;
-    resnet50 with its distilled head (0.63): strangers 0.34-0.68, enrolled people 0.41-0.84.
+    resnet50 with its distilled head (0.624): strangers 0.34-0.68, enrolled people 0.41-0.84.
     The range is the calibrated value plus or minus its distance to 1, at least 0.05 and at
-    most 0.35, within [0, 1]: 0.88-1.0 for face-resnet, 0.28-0.98 for resnet50, each
+    most 0.35, within [0, 1]: 0.88-1.0 for face-resnet, 0.274-0.974 for resnet50, each
     covering its base's spread.
     """
     if not 0.0 <= calibrated <= 1.0:

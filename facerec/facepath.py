@@ -145,7 +145,7 @@ def match_threshold(settings: Settings, names: Sequence[str], base_threshold: fl
     """``(threshold in use, calibrated threshold)`` for a gallery whose enrolled vectors are
     named ``names`` (one name per vector): the setting when there is one, else the value
     calibrated for the base and head (``base_threshold``: the loaded embedder's own) and,
-    where the base ships a stranger curve, for the gallery's photos per person."""
+    where the base (or its head) has a stranger curve, for the gallery's photos per person."""
     from facerec.thresholds import recognition_threshold
 
     calibrated = recognition_threshold(settings.replace(threshold=None), names, base_threshold)

@@ -85,8 +85,11 @@ class StrangerCurve:
     def from_dict(cls, doc: dict) -> "StrangerCurve":
         grid = tuple(float(g) for g in doc["grid"])
         survival = tuple(tuple(float(v) for v in row) for row in doc["survival"])
-        if not survival or any(len(r) != len(grid) for r in survival) or list(grid) != sorted(grid):
-            raise ValueError("a stranger curve needs an ascending grid and one survival row per photo count")
+        values = np.asarray(survival, dtype=np.float64) if survival else np.zeros(0)
+        if (not grid or not survival or any(len(r) != len(grid) for r in survival) or list(grid) != sorted(grid)
+                or not np.all((values >= 0) & (values <= 1)) or not all(0.0 <= g <= 1.0 for g in grid)):
+            raise ValueError("a stranger curve needs an ascending grid in [0, 1] and one survival row of "
+                             "fractions per photo count")
         return cls(grid, survival, float(doc.get("strangers_named", 0.02)))
 
 
@@ -111,11 +114,22 @@ def head_curve(stem: Path) -> StrangerCurve | None:
     again only when the file changes."""
     from facerec.embed import head_paths, read_head_info
 
+    from facerec.errors import ModelUnavailableError
+
     info = head_paths(stem)[1]
-    key = (str(info), info.stat().st_mtime_ns)
+    try:
+        st = info.stat()
+    except OSError:
+        read_head_info(stem)  # raises its clear error
+        raise
+    key = (str(info), st.st_mtime_ns, st.st_size, st.st_ino)
     if key not in _HEAD_CURVES:
         doc = read_head_info(stem).stranger_curve
-        _HEAD_CURVES[key] = StrangerCurve.from_dict(doc) if doc else None
+        try:
+            _HEAD_CURVES[key] = StrangerCurve.from_dict(doc) if doc else None
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelUnavailableError(f"head description {info}: its stranger_curve is malformed ({e}); train "
+                                        "the head again with `facerec train-head` or pick another with --head") from e
     return _HEAD_CURVES[key]
 
 

@@ -193,8 +193,8 @@ everyone, 1.9% with 10)."""
 
 DISTILL_STRENGTHS = (0.1, 0.3, 1.0)
 """Ridge strengths tried by ``"distill"`` heads, as multiples of the mean eigenvalue of the features'
-Gram matrix (resnet50 on lfw_dev's train half: 0.3 won the study's 2-fold cross-validation,
-benchmarks/results/resnet50_distill.json; 0.1 the shipped head's 10 groups)."""
+Gram matrix (resnet50 on lfw_dev's train half: 0.3 won both the study's 2-fold cross-validation,
+benchmarks/results/resnet50_distill.json, and the shipped head's 10 groups)."""
 
 
 def fit_distill(R: np.ndarray, M: np.ndarray, strengths: Sequence[float] = DISTILL_STRENGTHS,
@@ -281,9 +281,10 @@ def train_head(feats: np.ndarray, labels: Sequence[str], valid: np.ndarray, back
                teacher_name: str = "") -> TrainReport:
     """Train, measure and save a head.
 
-    The people with 2+ photos are split into ``folds`` groups (``"distill"``, fitted on
-    every face: everyone, see :data:`DISTILL_FOLDS`). For each group a head is fitted on
-    the others and measured on that group plus everyone with one photo (k=3 open set).
+    The people with 2+ photos are split into ``folds`` groups. For each group a head is
+    fitted on the others and measured on that group plus everyone with one photo (k=3
+    open set; ``"distill"``, fitted on every face: everyone is split into the groups, see
+    :data:`DISTILL_FOLDS`). Each group needs someone with 4+ photos to enrol.
     Where a method has options (``"distill"``: :data:`DISTILL_STRENGTHS`), the one with
     the best mean held-out overall is kept. The head's stranger curve (its threshold for
     a gallery of any size, :class:`facerec.thresholds.StrangerCurve`) is the mean of the
@@ -328,6 +329,11 @@ def train_head(feats: np.ndarray, labels: Sequence[str], valid: np.ndarray, back
     dim = dim or backbone.head_dim
     grouped = people if method == "distill" else multi  # a distilled head is fitted on every face
     group = dict(zip(np.random.default_rng(seed).permutation(grouped), np.arange(len(grouped)) % folds))
+    enrollable = {group[p] for p in people[counts > 3] if p in group}
+    if len(enrollable) < folds:
+        raise FaceRecError(f"too little training data: each of the {folds} groups of people the head is measured "
+                           f"on needs someone with 4+ photos with a face (3 to enrol, 1 to find); this data has "
+                           f"{int((counts > 3).sum())} such people")
     n_views = feats.shape[1]
 
     def fit(mask: np.ndarray, strengths: Sequence[float] = DISTILL_STRENGTHS) -> dict:

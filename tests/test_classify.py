@@ -205,3 +205,23 @@ def test_a_curve_with_its_tail_modelled_reaches_past_what_few_pairs_counted():
     assert abs(small.with_tail(0.99).threshold(people) - want) < 0.02
     assert abs(exact.with_tail(0.99).threshold(people) - want) < 0.005
     assert small.with_tail(0.99).survival[0][:100] == small.survival[0][:100]  # below the tail: as counted
+
+
+def test_a_malformed_curve_in_a_head_is_a_clear_error(tmp_path):
+    import json
+
+    from facerec.embed import HeadInfo, head_paths
+    from facerec.errors import ModelUnavailableError
+    from facerec.settings import Settings
+    from facerec.thresholds import recognition_threshold
+
+    stem = tmp_path / "bad"
+    s = Settings(backbone="resnet50", head=stem)
+    for bad in ({"grid": [0.1, 0.2]}, "curve", {"grid": [0.1, 0.2], "survival": [[0.5]]},
+                {"grid": [0.1, 0.2], "survival": [[0.5, float("nan")]]}):
+        head_paths(stem)[1].write_text(json.dumps(HeadInfo("resnet50", 8, 4, 0.4, stranger_curve=bad).__dict__))
+        with pytest.raises(ModelUnavailableError, match="stranger_curve is malformed"):
+            recognition_threshold(s, ["a"])
+    head_paths(stem)[1].unlink()
+    with pytest.raises(ModelUnavailableError, match="train-head"):
+        recognition_threshold(s, ["a"])

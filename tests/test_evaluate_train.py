@@ -260,3 +260,31 @@ def test_base_features_are_computed_then_read_from_their_cache(tmp_path, tiny_em
                                                 cache_dir=tmp_path / "c"), first)
     base_features(paths, faces, e.backbone, base, views=3, cache_dir=tmp_path / "c")
     assert len(list((tmp_path / "c" / "features").glob("*.npy"))) == 2
+
+
+def test_small_data_trains_when_nobody_has_five_photos(tmp_path):
+    """12 people with 4 photos each: the head's stranger curve has rows for 1..5 photos, and
+    nobody has 5 (a crash in train-head once, ValueError from an empty stack)."""
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(12, 8)) * 2
+    labels = [f"p{p}" for p in range(12) for _ in range(4)]
+    feats = np.array([[np.concatenate([centres[int(n[1:])] + rng.normal(scale=0.3, size=8), rng.normal(size=8)])
+                       for _ in range(2)] for n in labels], np.float32)
+    train_head(feats, labels, np.ones(len(labels), bool), BACKBONES["resnet50"], tmp_path / "h", method="lda",
+               pca_dim=16, dim=4)
+    _, info = load_head(tmp_path / "h")
+    rows = info.stranger_curve["survival"]
+    assert len(rows) == 5 and rows[4] == rows[3]  # nobody with 5 photos: the 4-photo row stands in
+
+
+def test_distillation_refuses_groups_with_nobody_to_enrol_and_writes_nothing(tmp_path):
+    """20 people with 6 photos among 1,150 with one: some of the 10 groups has nobody with 4+
+    photos to enrol; a clear error instead of a crash in the matcher."""
+    from facerec.errors import FaceRecError
+
+    feats, teacher, labels = _identity_data(6, people=220)
+    labels = [f"s{i}" if i >= 120 else n for i, n in enumerate(labels)]  # 20 people x 6 photos, then singles
+    with pytest.raises(FaceRecError, match="4\\+ photos"):
+        train_head(feats, labels, np.ones(len(labels), bool), BACKBONES["resnet50"], tmp_path / "h",
+                   teacher=teacher)
+    assert not list(tmp_path.iterdir())

@@ -97,3 +97,8 @@ def test_train_head_refuses_to_distill_a_base_from_itself(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc != 0 and "own base" in err and len(err.strip().splitlines()) == 1
     assert not tmp_path.joinpath("h.json").exists()
+    for wrong, said in ((["--method", "lda", "--teacher", "mobilefacenet"], "--teacher applies"),
+                        (["--method", "distill", "--dim", "64"], "--dim does not apply")):
+        rc = cli.main(["train-head", str(CELEB5 / "train"), "--backbone", "resnet50", *wrong, "--out", str(out), "-q"])
+        err = capsys.readouterr().err
+        assert rc != 0 and said in err and len(err.strip().splitlines()) == 1
