@@ -327,13 +327,7 @@ def train_head(feats: np.ndarray, labels: Sequence[str], valid: np.ndarray, back
         feats, teacher = feats[:, :n_views], teacher[:, :n_views]
         dim = teacher.shape[2]
     dim = dim or backbone.head_dim
-    grouped = people if method == "distill" else multi  # a distilled head is fitted on every face
-    group = dict(zip(np.random.default_rng(seed).permutation(grouped), np.arange(len(grouped)) % folds))
-    enrollable = {group[p] for p in people[counts > 3] if p in group}
-    if len(enrollable) < folds:
-        raise FaceRecError(f"too little training data: each of the {folds} groups of people the head is measured "
-                           f"on needs someone with 4+ photos with a face (3 to enrol, 1 to find); this data has "
-                           f"{int((counts > 3).sum())} such people")
+    group = _groups(people if method == "distill" else multi, people[counts > 3], folds, seed)
     n_views = feats.shape[1]
 
     def fit(mask: np.ndarray, strengths: Sequence[float] = DISTILL_STRENGTHS) -> dict:
@@ -380,6 +374,20 @@ def train_head(feats: np.ndarray, labels: Sequence[str], valid: np.ndarray, back
                     stranger_curve=curve)
     save_head(head, info, out_stem)
     return TrainReport(len(multi), int(everyone.sum()), base_res, head_res, threshold, base_res["threshold"], folds)
+
+
+def _groups(grouped: np.ndarray, enrollable: np.ndarray, folds: int, seed: int) -> dict:
+    """Each of the ``grouped`` people's cross-fitting group (a seeded deal into ``folds``).
+
+    Raises:
+        FaceRecError: a group has none of the ``enrollable`` people (4+ photos: 3 to enrol, 1 to find).
+    """
+    group = dict(zip(np.random.default_rng(seed).permutation(grouped), np.arange(len(grouped)) % folds))
+    if len({group[p] for p in enrollable if p in group}) < folds:
+        raise FaceRecError(f"too little training data: each of the {folds} groups of people the head is measured "
+                           f"on needs someone with 4+ photos with a face (3 to enrol, 1 to find); this data has "
+                           f"{len(enrollable)} such people")
+    return group
 
 
 def _reference_threshold(curve: dict, labels: np.ndarray) -> float:
