@@ -59,7 +59,6 @@ import collections
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -69,8 +68,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from people_page import Server, timed_visit  # noqa: E402  (the same headless server as the People page's benchmark)
-CHROMIUM = os.environ.get("FACEREC_CHROMIUM", "/usr/bin/chromium")
+# the People page benchmark's headless server, browser visits and summary
+from people_page import link_weights, timed_visit, visit_plan, visit_summary  # noqa: E402
+
 PAGE_PATH = "/library"
 GROUPS_CAPTION = "group(s) of unnamed faces"
 
@@ -362,10 +362,6 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "library_page.json")
     args = ap.parse_args(argv)
 
-    from playwright.sync_api import sync_playwright
-
-    from facerec.settings import default_cache_dir
-
     work = args.work or Path(tempfile.mkdtemp(prefix="facerec_library_page_"))
     work.mkdir(parents=True, exist_ok=True)
     work = work.resolve()
@@ -375,10 +371,7 @@ def main(argv=None) -> int:
     limits = page_limits()
     profile = None
     try:
-        cache.mkdir(exist_ok=True)
-        weights = default_cache_dir() / "weights"
-        if weights.is_dir() and not (cache / "weights").exists():
-            (cache / "weights").symlink_to(weights)
+        link_weights(cache)
         built = work / "built.json"
         prior = json.loads(built.read_text()) if built.is_file() else None
         wanted = {"people": args.people, "per_person": args.per_person}
@@ -399,45 +392,8 @@ def main(argv=None) -> int:
         expected = stats["faces_shown"]
         env = dict(os.environ, FACEREC_GALLERY=str(gallery), FACEREC_CACHE_DIR=str(cache),
                    FACEREC_PHOTO_ROOTS=str(roots), FACEREC_ICE_SERVERS="")
-        thumbs = cache / "thumbs"
-
-        def thumb_count() -> int:
-            return len(list(thumbs.glob("*_face.*"))) if thumbs.is_dir() else 0
-
-        visits = []
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync"])
-            try:
-                plan = ["first"] + ["later"] * args.visits
-                server = Server(env, work / "streamlit.log")
-                try:
-                    for i, kind in enumerate(plan):
-                        before = thumb_count()
-                        v = visit(browser, server.url + PAGE_PATH, expected,
-                                  work / f"visit{i}.png" if i in (0, len(plan) - 1) else None)
-                        v.update(kind=kind, server="fresh" if i == 0 else "warm", thumbs_on_disk_before=before,
-                                 server_start_s=round(server.start_s, 2) if i == 0 else None,
-                                 thumbs_on_disk_after=thumb_count())
-                        visits.append(v)
-                        print(f"{kind}: {v['seconds']:.2f} s ({v['groups_shown']} groups, {v['images']} faces)",
-                              file=sys.stderr, flush=True)
-                finally:
-                    server.stop()
-                if not args.no_restart:
-                    server = Server(env, work / "streamlit.log")
-                    try:
-                        before = thumb_count()
-                        v = visit(browser, server.url + PAGE_PATH, expected)
-                        v.update(kind="restart", server="fresh", thumbs_on_disk_before=before,
-                                 server_start_s=round(server.start_s, 2), thumbs_on_disk_after=thumb_count())
-                        visits.append(v)
-                        print(f"restart: {v['seconds']:.2f} s", file=sys.stderr, flush=True)
-                    finally:
-                        server.stop()
-            finally:
-                browser.close()
+        visits = visit_plan(env, work, PAGE_PATH, expected, args.visits, not args.no_restart, visit,
+                            lambda v: f"{v['groups_shown']} groups, {v['images']} faces")
         load_after = os.getloadavg()
         if args.profile:  # in a fresh interpreter: a first run there pays what a fresh server's does
             import multiprocessing
@@ -451,12 +407,8 @@ def main(argv=None) -> int:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
 
-    later = [v["seconds"] for v in visits if v["kind"] == "later"]
-    summary = {"first_s": visits[0]["seconds"],
-               "later_median_s": round(statistics.median(later), 3) if later else None,
-               "later_min_s": min(later, default=None), "later_max_s": max(later, default=None),
-               "restart_s": next((v["seconds"] for v in visits if v["kind"] == "restart"), None),
-               "visits_with_a_page_error": sum(1 for v in visits if v.get("page_error"))}
+    summary = dict(visit_summary(visits),
+                   visits_with_a_page_error=sum(1 for v in visits if v.get("page_error")))
     lines = [f"Library page, unnamed groups: {stats['groups']} groups in the library ({stats['groups_2plus']} of 2+ "
              f"faces), {stats['groups_shown']} shown with {expected} faces; {library['photos']} lfw_dev photos of "
              f"{library['people']} people; load {load_before[0]:.1f} -> {load_after[0]:.1f}", "",

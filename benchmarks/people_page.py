@@ -225,6 +225,71 @@ def visit(browser, url: str, expected: int, shot: Path | None = None) -> dict:
     return timed_visit(browser, url, expected, TIMELINE_JS, DONE_JS, "pp", screenshot)[1]
 
 
+def link_weights(cache: Path) -> None:
+    """Let a benchmark's own cache folder use the converted weights already cached for this user."""
+    from facerec.settings import default_cache_dir
+
+    cache.mkdir(exist_ok=True)
+    weights = default_cache_dir() / "weights"
+    if weights.is_dir() and not (cache / "weights").exists():
+        (cache / "weights").symlink_to(weights)
+
+
+def visit_plan(env: dict, work: Path, url_path: str, expected: int, later: int, restart: bool, visit,
+               describe=lambda v: f"{v['images']} images") -> list[dict]:
+    """Headless Chromium visits of one page: a first visit to a fresh server and ``later`` visits to it
+    warm (face pictures then on disk), then, with ``restart``, one to a restarted server. ``visit(browser,
+    url, expected, shot)`` makes one visit (screenshots of the first and last to ``work``); each row gains
+    kind, server, its start time and the face pictures on disk before and after."""
+    from playwright.sync_api import sync_playwright
+
+    thumbs = Path(env["FACEREC_CACHE_DIR"]) / "thumbs"
+
+    def thumb_count() -> int:
+        return len(list(thumbs.glob("*_face.*"))) if thumbs.is_dir() else 0
+
+    def one(browser, server, kind: str, shot: Path | None) -> dict:
+        before = thumb_count()
+        v = visit(browser, server.url + url_path, expected, shot)
+        v.update(kind=kind, server="warm" if kind == "later" else "fresh", thumbs_on_disk_before=before,
+                 server_start_s=None if kind == "later" else round(server.start_s, 2),
+                 thumbs_on_disk_after=thumb_count())
+        print(f"{kind}: {v['seconds']:.2f} s ({describe(v)})", file=sys.stderr, flush=True)
+        return v
+
+    visits = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        try:
+            plan = ["first"] + ["later"] * later
+            server = Server(env, work / "streamlit.log")
+            try:
+                for i, kind in enumerate(plan):
+                    visits.append(one(browser, server, kind, work / f"visit{i}.png" if i in (0, len(plan) - 1) else None))
+            finally:
+                server.stop()
+            if restart:
+                server = Server(env, work / "streamlit.log")
+                try:
+                    visits.append(one(browser, server, "restart", None))
+                finally:
+                    server.stop()
+        finally:
+            browser.close()
+    return visits
+
+
+def visit_summary(visits: list[dict]) -> dict:
+    """First, later (median, min, max) and restarted visits' seconds."""
+    later = [v["seconds"] for v in visits if v["kind"] == "later"]
+    return {"first_s": visits[0]["seconds"],
+            "later_median_s": round(statistics.median(later), 3) if later else None,
+            "later_min_s": min(later, default=None), "later_max_s": max(later, default=None),
+            "restart_s": next((v["seconds"] for v in visits if v["kind"] == "restart"), None)}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--people", type=int, default=200)
@@ -237,20 +302,13 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "people_page.json")
     args = ap.parse_args(argv)
 
-    from playwright.sync_api import sync_playwright
-
-    from facerec.settings import default_cache_dir
-
     work = args.work or Path(tempfile.mkdtemp(prefix="facerec_people_page_"))
     work.mkdir(parents=True, exist_ok=True)
     gallery, cache = work / "gallery", work / "cache"
     load_before = os.getloadavg()
     t_start = time.time()
     try:
-        cache.mkdir(exist_ok=True)
-        weights = default_cache_dir() / "weights"
-        if weights.is_dir() and not (cache / "weights").exists():
-            (cache / "weights").symlink_to(weights)
+        link_weights(cache)
         built = work / "built.json"
         prior = json.loads(built.read_text()) if built.is_file() else None
         if prior is not None and prior.get("requested") == args.people and gallery.is_dir():
@@ -270,55 +328,13 @@ def main(argv=None) -> int:
         limit = people_shown_limit()
         expected = min(n, limit)
         env = dict(os.environ, FACEREC_GALLERY=str(gallery), FACEREC_CACHE_DIR=str(cache), FACEREC_ICE_SERVERS="")
-        thumbs = cache / "thumbs"
-
-        def thumb_count() -> int:
-            return len(list(thumbs.glob("*_face.*"))) if thumbs.is_dir() else 0
-
-        visits = []
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync"])
-            try:
-                plan = [("first", True)] + [("later", False)] * args.visits
-                server = Server(env, work / "streamlit.log")
-                try:
-                    for i, (kind, _) in enumerate(plan):
-                        before = thumb_count()
-                        v = visit(browser, server.url + "/", expected,
-                                  work / f"visit{i}.png" if i in (0, len(plan) - 1) else None)
-                        v.update(kind=kind, server="fresh" if i == 0 else "warm", thumbs_on_disk_before=before,
-                                 server_start_s=round(server.start_s, 2) if i == 0 else None,
-                                 thumbs_on_disk_after=thumb_count())
-                        visits.append(v)
-                        print(f"{kind}: {v['seconds']:.2f} s ({v['images']} images)", file=sys.stderr, flush=True)
-                finally:
-                    server.stop()
-                if not args.no_restart:
-                    server = Server(env, work / "streamlit.log")
-                    try:
-                        before = thumb_count()
-                        v = visit(browser, server.url + "/", expected)
-                        v.update(kind="restart", server="fresh", thumbs_on_disk_before=before,
-                                 server_start_s=round(server.start_s, 2),
-                                 thumbs_on_disk_after=thumb_count())
-                        visits.append(v)
-                        print(f"restart: {v['seconds']:.2f} s", file=sys.stderr, flush=True)
-                    finally:
-                        server.stop()
-            finally:
-                browser.close()
+        visits = visit_plan(env, work, "/", expected, args.visits, not args.no_restart, visit)
         load_after = os.getloadavg()
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
 
-    later = [v["seconds"] for v in visits if v["kind"] == "later"]
-    summary = {"first_s": visits[0]["seconds"],
-               "later_median_s": round(statistics.median(later), 3) if later else None,
-               "later_min_s": min(later, default=None), "later_max_s": max(later, default=None),
-               "restart_s": next((v["seconds"] for v in visits if v["kind"] == "restart"), None)}
+    summary = visit_summary(visits)
     lines = [f"People page, {n} people enrolled ({expected} thumbnails shown), photos "
              f"{PHOTO_SIZE[0]}x{PHOTO_SIZE[1]} JPEG; load {load_before[0]:.1f} -> {load_after[0]:.1f}", "",
              "| visit | server | face thumbnails on disk before | all shown faces rendered (s) | DOMContentLoaded (s) "

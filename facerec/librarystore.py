@@ -283,7 +283,6 @@ class LibraryStore:
             con.execute("INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         (sha, *box, name, answer, time.time()))
 
-
     # -- marks -------------------------------------------------------------------------------
 
     def marks(self) -> dict[str, list[Mark]]:
