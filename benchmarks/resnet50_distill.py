@@ -40,6 +40,10 @@ Protocol, precisely:
     .venv/bin/python benchmarks/resnet50_distill.py --cache /tmp/r50 \
         --json benchmarks/results/resnet50_distill.json
 
+``--groups 2 5 10`` instead runs the product's ``train_head`` (method distill) on the cached train-half
+features with that many cross-fitting groups and scores each head's stranger curve on the test half
+(results/resnet50_distill_groups.json).
+
 Features are cached in ``--cache`` (blocks of 256 photos; a rerun reuses them).
 """
 
@@ -48,6 +52,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -113,9 +118,9 @@ def ceil4(t: float) -> float:
     return math.ceil(t * 1e4) / 1e4
 
 
-def test_report(X, labels, valid, threshold: float) -> dict:
-    """``lfw_test_k3`` as ``python -m facerec.evaluate`` computes it, plus the oracle best overall."""
-    pred, score, truth, known = open_set_scores(X, labels, 3, 0, valid)
+def test_report(X, labels, valid, threshold: float, k: int = 3) -> dict:
+    """``lfw_test_k{k}`` as ``python -m facerec.evaluate`` computes it, plus the oracle best overall."""
+    pred, score, truth, known = open_set_scores(X, labels, k, 0, valid)
     people = len({t for t, kn in zip(truth, known) if kn})
     r = open_set_metrics(pred, score, truth, known, threshold, int((~valid).sum()), people).to_dict()
     r["best_overall"], r["best_overall_threshold"] = best_overall(pred, score, truth, known)
@@ -143,6 +148,46 @@ def save_distilled_head(m, threshold: float, stem: Path, R_check: np.ndarray, me
             "min_cosine_vs_numpy": float(np.min(np.sum(got * want, axis=1)))}
 
 
+def calibration_groups(F: dict, groups, out: Path, argv) -> int:
+    """``--groups``: the product's ``train_head`` (method distill) on the train half with each number of
+    cross-fitting groups, then its head and stranger curve on the test half (k=3 and k=1, the gallery-size
+    threshold): how many groups the curve needs to name the 2% of strangers it aims at."""
+    import tempfile
+
+    from facerec.embed import BACKBONES, load_head
+    from facerec.evaluate import gallery_threshold, split_protocol
+    from facerec.thresholds import head_curve
+    from facerec.train import _project, train_head
+
+    labels, valid, R, M = F["labels"], F["valid"], F["r"], F["m"]
+    train = np.array([person_split(n) == "train" for n in labels])
+    te = ~train
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in groups:
+            t0 = time.time()
+            stem = Path(tmp) / f"h{n}"
+            train_head(R[train], labels[train], valid[train], BACKBONES["resnet50"], stem, folds=n, teacher=M[train],
+                       teacher_name="mobilefacenet")
+            head, info = load_head(stem)
+            X = l2_normalize(sum(l2_normalize(_project(head, R[te][:, v])) for v in (0, 1)))
+            row = {"ridge_strength": info.metrics["ridge_strength"], "fixed_threshold": info.threshold,
+                   "seconds": round(time.time() - t0, 1)}
+            for k in (3, 1):
+                t = gallery_threshold(head_curve(stem), labels[te], valid[te], split_protocol(labels[te], k, 0)[0])
+                r = test_report(X, labels[te], valid[te], t, k)
+                row[f"lfw_test_k{k}"] = {key: r[key] for key in ("threshold", "named_right", "strangers_named",
+                                                                 "overall", "enrolled_people")}
+            rows[str(n)] = row
+            print(n, json.dumps(row), file=sys.stderr, flush=True)
+    doc = {"question": "how many cross-fitting groups a distilled head's stranger curve needs (2% of strangers "
+                       "aimed at, lfw_dev test half)", "groups_of": "every train-half person (distill)",
+           "results": rows, "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+           "command": "python benchmarks/resnet50_distill.py " + " ".join(sys.argv[1:] if argv is None else argv)}
+    out.write_text(json.dumps(doc, indent=2) + "\n")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "faces")
@@ -155,9 +200,14 @@ def main(argv=None) -> int:
     ap.add_argument("--save-head", type=Path, metavar="STEM",
                     help="also write the distilled head in facerec's head format (STEM.weights.h5 + STEM.json) "
                          "and check it against the numpy map")
+    ap.add_argument("--groups", nargs="+", type=int, metavar="N",
+                    help="instead: the product's train_head with N cross-fitting groups, its curve on the test half "
+                         "(written to results/resnet50_distill_groups.json)")
     args = ap.parse_args(argv)
     t0 = time.time()
     F = features(args.shared, args.cache)
+    if args.groups:
+        return calibration_groups(F, args.groups, ROOT / "benchmarks/results/resnet50_distill_groups.json", argv)
     labels, valid, R, M = F["labels"], F["valid"], F["r"], F["m"]
     train = np.array([person_split(n) == "train" for n in labels])
     tr, te = train & valid, ~train

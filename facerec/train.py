@@ -186,10 +186,11 @@ CURVE_GRID = np.round(np.arange(0.0, 1.0005, 0.001), 3)
 DISTILL_FOLDS = 10
 """Groups of people a distilled head is measured and calibrated over. It is fitted on every face
 (names are not needed), so everyone, one-photo people too, is split into the groups, and each
-measured head sees 90% of the faces, close to the saved one. With fewer, the measured heads were
-weaker than the saved one and their curve too strict (resnet50 on lfw_dev's test half, k=3, 2%
-aimed at: 0.2% of strangers named with 2 groups of the multi-photo people, 1.5% with 5 groups of
-everyone, 1.9% with 10)."""
+measured head sees 90% of the faces, close to the saved one. With fewer, the measured heads are
+weaker than the saved one and the curve stricter than it aims to be (resnet50 on lfw_dev's test half,
+k=3, 2% aimed at: 1.4% of strangers named with 2 groups, 1.5% with 5, 1.9% with 10;
+benchmarks/results/resnet50_distill_groups.json). Two groups of the multi-photo people only, as the
+other heads are measured, named 0.2%."""
 
 DISTILL_STRENGTHS = (0.1, 0.3, 1.0)
 """Ridge strengths tried by ``"distill"`` heads, as multiples of the mean eigenvalue of the features'
